@@ -1,0 +1,7 @@
+/* pysync/pysync.h - everything: threading, queue and multiprocessing for C. */
+#ifndef PYSYNC_PYSYNC_H
+#define PYSYNC_PYSYNC_H
+
+#include <pysync/threading.h>
+
+#endif

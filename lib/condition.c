@@ -1,0 +1,217 @@
+/* Condition: threading.Condition.
+ *
+ * All condition state is guarded by the condition's RLock, which wait and notify
+ * require the caller to hold.
+ *
+ * Private conditions keep a FIFO of waiters, one node on each waiter's stack with
+ * its own futex word, as CPython keeps a deque of waiter locks: notify(n) unlinks
+ * the n oldest nodes and flags each one, so the order is exact. A waiter whose
+ * wait times out unlinks itself after taking the lock back; if a notify flagged it
+ * first, the notification counts (it returns 0), so none is lost.
+ *
+ * Shared conditions cannot point into a waiter's stack, and their waiters may be
+ * killed at any moment, so they use a futex sequence word: notify(n) adds
+ * min(n, waiters not yet notified) to _signals, bumps _seq and wakes that many
+ * sleepers; the kernel wakes the longest sleepers first. A waiter that wakes (or
+ * times out) with _seq changed since it began takes one signal if any is left.
+ * A killed waiter is never woken by the kernel, so live waiters get the wake-ups;
+ * its share of _waiters can only make a later notify hand out a spare signal. */
+#include <errno.h>
+#include <limits.h>
+
+#include "futex.h"
+#include "object.h"
+#include "rlock.h"
+#include "timing.h"
+
+struct ps_cond_waiter {
+    struct ps_cond_waiter *prev, *next;
+    unsigned notified;          /* futex word, set under the lock by notify */
+};
+
+static bool is_shared(const ps_condition_t *c) { return c->_flags & PS_SHARED; }
+
+static ps_rlock_t *lock_of(ps_condition_t *c)
+{
+    return (ps_rlock_t *)((char *)c + c->_lock_off);
+}
+
+int ps_condition_init(ps_condition_t *c, ps_rlock_t *lock, int flags)
+{
+    if (!c || (flags & ~PS_SHARED))
+        return EINVAL;
+    if (!lock) {
+        int err = ps_rlock_init(&c->_own, flags);
+        if (err)
+            return err;
+        lock = &c->_own;
+    }
+    /* An offset, not a pointer: a shared condition and its lock in one segment stay
+     * paired wherever each process maps that segment. */
+    c->_lock_off = (char *)lock - (char *)c;
+    c->_seq = c->_waiters = c->_signals = 0;
+    c->_head = c->_tail = NULL;
+    c->_flags = flags;
+    return 0;
+}
+
+static bool owns_lock(const ps_condition_t *c)
+{
+    return c->_lock_off == (char *)&c->_own - (char *)c;
+}
+
+int ps_condition_destroy(ps_condition_t *c)
+{
+    if (!c)
+        return EINVAL;
+    if (c->_head || __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED))
+        return EBUSY;
+    return owns_lock(c) ? ps_rlock_destroy(&c->_own) : 0;
+}
+
+ps_condition_t *ps_condition_new(ps_rlock_t *lock, int flags)
+{
+    OBJECT_NEW(ps_condition_t, flags, ps_condition_init(obj_, lock, flags));
+}
+
+void ps_condition_free(ps_condition_t *c)
+{
+    if (c && ps_condition_destroy(c) == 0)
+        object_free(c, sizeof *c, c->_flags);
+}
+
+int ps_condition_acquire(ps_condition_t *c, bool blocking, double timeout)
+{
+    return c ? ps_rlock_acquire(lock_of(c), blocking, timeout) : EINVAL;
+}
+
+int ps_condition_release(ps_condition_t *c)
+{
+    return c ? ps_rlock_release(lock_of(c)) : EINVAL;
+}
+
+/* ---- private: FIFO of stack nodes ---- */
+
+static void unlink_waiter(ps_condition_t *c, struct ps_cond_waiter *w)
+{
+    *(w->prev ? &w->prev->next : &c->_head) = w->next;
+    *(w->next ? &w->next->prev : &c->_tail) = w->prev;
+}
+
+static int wait_private(ps_condition_t *c, const deadline_t *d)
+{
+    struct ps_cond_waiter w = { .prev = c->_tail, .next = NULL, .notified = 0 };
+    *(c->_tail ? &c->_tail->next : &c->_head) = &w;
+    c->_tail = &w;
+
+    ps_rlock_t *lock = lock_of(c);
+    unsigned depth = rlock_release_all(lock);
+    while (!__atomic_load_n(&w.notified, __ATOMIC_ACQUIRE))
+        if (futex_wait(&w.notified, 0, deadline_ts(d), false) == ETIMEDOUT)
+            break;
+    int relock = rlock_restore(lock, depth);
+
+    if (w.notified)             /* stable now: notify sets it under the lock */
+        return relock;
+    unlink_waiter(c, &w);
+    return relock ? relock : ETIMEDOUT;
+}
+
+static void notify_private(ps_condition_t *c, unsigned n)
+{
+    for (; n > 0 && c->_head; n--) {
+        struct ps_cond_waiter *w = c->_head;
+        unlink_waiter(c, w);
+        __atomic_store_n(&w->notified, 1, __ATOMIC_RELEASE);
+        /* The node may be gone once the flag is seen: waking a futex at a dead
+         * stack address is harmless, every futex sleeper re-checks its word. */
+        futex_wake(&w->notified, 1, false);
+    }
+}
+
+/* ---- shared: sequence word and signal count ---- */
+
+static int wait_shared(ps_condition_t *c, const deadline_t *d)
+{
+    unsigned start = c->_seq;
+    c->_waiters++;
+    ps_rlock_t *lock = lock_of(c);
+    unsigned depth = rlock_release_all(lock);
+    int relock, slept;
+    for (;;) {
+        slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
+        relock = rlock_restore(lock, depth);
+        if (c->_seq != start && c->_signals > 0) {
+            c->_signals--;
+            c->_waiters--;
+            return relock;
+        }
+        if (slept == ETIMEDOUT)
+            break;
+        start = c->_seq;        /* woke for someone else: wait for the next notify */
+        rlock_release_all(lock);
+    }
+    c->_waiters--;
+    if (c->_signals > c->_waiters)
+        c->_signals = c->_waiters;
+    return relock ? relock : ETIMEDOUT;
+}
+
+static void notify_shared(ps_condition_t *c, unsigned n)
+{
+    unsigned pending = c->_waiters - c->_signals;
+    if (n > pending)
+        n = pending;
+    if (n == 0)
+        return;
+    c->_signals += n;
+    __atomic_fetch_add(&c->_seq, 1, __ATOMIC_RELEASE);
+    futex_wake(&c->_seq, n, true);
+}
+
+int ps_condition_wait(ps_condition_t *c, double timeout)
+{
+    deadline_t d;
+    if (!c || deadline_from_timeout(timeout, &d) != 0)
+        return EINVAL;
+    if (!rlock_held_by_me(lock_of(c)))
+        return EPERM;
+    return is_shared(c) ? wait_shared(c, &d) : wait_private(c, &d);
+}
+
+int ps_condition_wait_for(ps_condition_t *c, bool (*predicate)(void *), void *arg,
+                          double timeout)
+{
+    deadline_t d;
+    if (!c || !predicate || deadline_from_timeout(timeout, &d) != 0)
+        return EINVAL;
+    if (!rlock_held_by_me(lock_of(c)))
+        return EPERM;
+    /* Later waits share the first deadline, as Python's wait_for does. */
+    while (!predicate(arg)) {
+        if (deadline_passed(&d))
+            return ETIMEDOUT;
+        int err = is_shared(c) ? wait_shared(c, &d) : wait_private(c, &d);
+        if (err && err != ETIMEDOUT)
+            return err;
+    }
+    return 0;
+}
+
+int ps_condition_notify(ps_condition_t *c, unsigned n)
+{
+    if (!c)
+        return EINVAL;
+    if (!rlock_held_by_me(lock_of(c)))
+        return EPERM;
+    if (is_shared(c))
+        notify_shared(c, n);
+    else
+        notify_private(c, n);
+    return 0;
+}
+
+int ps_condition_notify_all(ps_condition_t *c)
+{
+    return ps_condition_notify(c, UINT_MAX);
+}

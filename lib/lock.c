@@ -1,0 +1,80 @@
+/* Lock: threading.Lock and multiprocessing.Lock.
+ *
+ * Private locks are a wordlock (wordlock.h): one futex word, no owner, so any
+ * thread may release, as in Python. Shared locks are robust process-shared
+ * pthread mutexes: the kernel's robust-futex list hands a dead holder's lock to the
+ * next acquirer with EOWNERDEAD, whether the holder was a killed process or a thread
+ * that exited. They are owned: only the holder may release (EPERM otherwise). */
+#include <errno.h>
+#include <pysync/threading.h>
+
+#include "object.h"
+#include "pmutex.h"
+#include "wordlock.h"
+
+static bool is_shared(const ps_lock_t *lock) { return lock->_flags & PS_SHARED; }
+
+int ps_lock_init(ps_lock_t *lock, int flags)
+{
+    if (!lock || (flags & ~PS_SHARED))
+        return EINVAL;
+    lock->_flags = flags;
+    if (!is_shared(lock)) {
+        lock->_u.word = 0;
+        return 0;
+    }
+    return pmutex_init(&lock->_u.mutex, true, false);
+}
+
+int ps_lock_destroy(ps_lock_t *lock)
+{
+    if (!lock)
+        return EINVAL;
+    if (ps_lock_locked(lock))
+        return EBUSY;
+    if (is_shared(lock))
+        pthread_mutex_destroy(&lock->_u.mutex);
+    return 0;
+}
+
+ps_lock_t *ps_lock_new(int flags)
+{
+    OBJECT_NEW(ps_lock_t, flags, ps_lock_init(obj_, flags));
+}
+
+void ps_lock_free(ps_lock_t *lock)
+{
+    if (lock && ps_lock_destroy(lock) == 0)
+        object_free(lock, sizeof *lock, lock->_flags);
+}
+
+int ps_lock_acquire(ps_lock_t *lock, bool blocking, double timeout)
+{
+    deadline_t d;
+    if (!lock || !acquire_args_ok(blocking, timeout))
+        return EINVAL;
+    if (!is_shared(lock) && wordlock_try(&lock->_u.word))
+        return 0;
+    deadline_for_acquire(blocking, timeout, &d);
+    if (is_shared(lock))
+        return pmutex_acquire(&lock->_u.mutex, &d);
+    return wordlock_wait(&lock->_u.word, &d);
+}
+
+int ps_lock_release(ps_lock_t *lock)
+{
+    if (!lock)
+        return EINVAL;
+    if (is_shared(lock))
+        return pthread_mutex_unlock(&lock->_u.mutex);   /* EPERM: not the owner */
+    return wordlock_release(&lock->_u.word) ? 0 : EPERM;
+}
+
+bool ps_lock_locked(const ps_lock_t *lock)
+{
+    if (!lock)
+        return false;
+    if (is_shared(lock))
+        return pmutex_owner(&lock->_u.mutex) != 0;
+    return __atomic_load_n(&lock->_u.word, __ATOMIC_RELAXED) != 0;
+}

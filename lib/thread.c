@@ -1,0 +1,299 @@
+/* Thread: threading.Thread.
+ *
+ * Each ps_thread_t has a mutex and a CLOCK_MONOTONIC condvar guarding its state
+ * (NEW -> RUNNING -> DONE). join waits for DONE, then reaps the OS thread once.
+ * ps_thread_free of a running thread marks it orphaned and detaches it: the thread
+ * frees its own object when it finishes.
+ *
+ * Python joins non-daemon threads at interpreter exit; we do it in an atexit
+ * handler that waits until the registry's count of running non-daemon threads
+ * drops to zero. The registry belongs to one process: a forked child starts with
+ * an empty one (pthread_atfork), so a child that calls exit never waits for its
+ * parent's threads. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <pysync/threading.h>
+
+#include "timing.h"
+
+enum state { NEW, RUNNING, DONE };
+
+struct ps_thread {
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;     /* broadcast when state becomes DONE */
+    enum state state;
+    bool daemon, reaped, orphaned, adopted;   /* adopted: main or foreign thread */
+    void *(*target)(void *);
+    void *arg;
+    void *result;
+    pthread_t handle;
+    unsigned long ident;
+    char name[64];
+};
+
+static __thread ps_thread_t *current;
+
+/* ---- registry of running non-daemon threads ---- */
+
+static struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t changed;
+    unsigned running;
+} registry = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+
+static void join_non_daemon_threads(void)
+{
+    /* exit() called from a non-daemon thread must not wait for itself. */
+    unsigned self = current && !current->adopted && !current->daemon ? 1 : 0;
+    pthread_mutex_lock(&registry.mutex);
+    while (registry.running > self)
+        pthread_cond_wait(&registry.changed, &registry.mutex);
+    pthread_mutex_unlock(&registry.mutex);
+}
+
+static void registry_reset_in_child(void)
+{
+    pthread_mutex_init(&registry.mutex, NULL);
+    pthread_cond_init(&registry.changed, NULL);
+    registry.running = 0;
+}
+
+static void registry_setup(void)
+{
+    pthread_atfork(NULL, NULL, registry_reset_in_child);
+    atexit(join_non_daemon_threads);
+}
+
+static void registry_add(int delta)
+{
+    pthread_mutex_lock(&registry.mutex);
+    registry.running += delta;
+    pthread_cond_broadcast(&registry.changed);
+    pthread_mutex_unlock(&registry.mutex);
+}
+
+/* ---- objects ---- */
+
+static ps_thread_t *thread_alloc(const char *name)
+{
+    ps_thread_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->changed, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&t->mutex, NULL);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return t;
+}
+
+static void thread_release(ps_thread_t *t)
+{
+    pthread_cond_destroy(&t->changed);
+    pthread_mutex_destroy(&t->mutex);
+    free(t);
+}
+
+ps_thread_t *ps_thread_new(void *(*target)(void *), void *arg, const char *name)
+{
+    static unsigned counter;
+    char buf[32];
+    if (!target) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!name) {
+        snprintf(buf, sizeof buf, "Thread-%u", __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+        name = buf;
+    }
+    ps_thread_t *t = thread_alloc(name);
+    if (t) {
+        t->target = target;
+        t->arg = arg;
+    }
+    return t;
+}
+
+int ps_thread_set_daemon(ps_thread_t *t, bool daemon)
+{
+    if (!t)
+        return EINVAL;
+    pthread_mutex_lock(&t->mutex);
+    int err = t->state == NEW && !t->adopted ? 0 : EINVAL;
+    if (!err)
+        t->daemon = daemon;
+    pthread_mutex_unlock(&t->mutex);
+    return err;
+}
+
+bool ps_thread_daemon(const ps_thread_t *t)
+{
+    return t && t->daemon;      /* fixed once the thread runs */
+}
+
+/* Runs last in every pysync thread, also after pthread_exit. */
+static void finish(void *p)
+{
+    ps_thread_t *t = p;
+    if (!t->daemon)
+        registry_add(-1);
+    pthread_mutex_lock(&t->mutex);
+    t->state = DONE;
+    bool orphaned = t->orphaned;
+    pthread_cond_broadcast(&t->changed);
+    pthread_mutex_unlock(&t->mutex);
+    if (orphaned)
+        thread_release(t);
+}
+
+static void *trampoline(void *p)
+{
+    ps_thread_t *t = p;
+    current = t;
+    __atomic_store_n(&t->ident, (unsigned long)pthread_self(), __ATOMIC_RELAXED);
+    void *result = NULL;
+    pthread_cleanup_push(finish, t);
+    result = t->target(t->arg);
+    t->result = result;         /* read by joiners only after DONE, under the mutex */
+    pthread_cleanup_pop(1);
+    return NULL;
+}
+
+int ps_thread_start(ps_thread_t *t)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!t)
+        return EINVAL;
+    pthread_mutex_lock(&t->mutex);
+    int err = t->state == NEW && !t->adopted ? 0 : EINVAL;
+    if (!err) {
+        if (!t->daemon) {
+            pthread_once(&once, registry_setup);
+            registry_add(1);
+        }
+        t->state = RUNNING;
+        err = pthread_create(&t->handle, NULL, trampoline, t);
+        if (err) {
+            t->state = NEW;
+            if (!t->daemon)
+                registry_add(-1);
+        } else {
+            __atomic_store_n(&t->ident, (unsigned long)t->handle, __ATOMIC_RELAXED);
+        }
+    }
+    pthread_mutex_unlock(&t->mutex);
+    return err;
+}
+
+/* Called with t->mutex held once t is DONE. */
+static void reap(ps_thread_t *t)
+{
+    if (!t->reaped) {
+        t->reaped = true;
+        pthread_join(t->handle, NULL);
+    }
+}
+
+int ps_thread_join(ps_thread_t *t, double timeout, void **result)
+{
+    deadline_t d;
+    if (!t || deadline_from_timeout(timeout, &d) != 0)
+        return EINVAL;
+    if (t == current || (t->adopted && pthread_equal(t->handle, pthread_self())))
+        return EDEADLK;
+    pthread_mutex_lock(&t->mutex);
+    int err = t->state == NEW || t->adopted ? EINVAL : 0;
+    while (!err && t->state != DONE) {
+        if (d.forever)
+            pthread_cond_wait(&t->changed, &t->mutex);
+        else if (pthread_cond_timedwait(&t->changed, &t->mutex, &d.at) == ETIMEDOUT)
+            err = t->state == DONE ? 0 : ETIMEDOUT;
+    }
+    if (!err) {
+        reap(t);
+        if (result)
+            *result = t->result;
+    }
+    pthread_mutex_unlock(&t->mutex);
+    return err;
+}
+
+bool ps_thread_is_alive(const ps_thread_t *t)
+{
+    if (!t)
+        return false;
+    ps_thread_t *mt = (ps_thread_t *)t;
+    pthread_mutex_lock(&mt->mutex);
+    bool alive = mt->state == RUNNING;
+    pthread_mutex_unlock(&mt->mutex);
+    return alive;
+}
+
+const char *ps_thread_name(const ps_thread_t *t)
+{
+    return t ? t->name : NULL;
+}
+
+unsigned long ps_thread_ident(const ps_thread_t *t)
+{
+    return t ? __atomic_load_n(&t->ident, __ATOMIC_RELAXED) : 0;
+}
+
+void ps_thread_free(ps_thread_t *t)
+{
+    if (!t || t->adopted)
+        return;
+    pthread_mutex_lock(&t->mutex);
+    if (t->state == RUNNING) {
+        t->orphaned = true;
+        pthread_detach(t->handle);
+        pthread_mutex_unlock(&t->mutex);
+        return;
+    }
+    if (t->state == DONE)
+        reap(t);
+    pthread_mutex_unlock(&t->mutex);
+    thread_release(t);
+}
+
+/* ---- threads pysync did not start ---- */
+
+static pthread_key_t dummy_key;
+
+static void dummy_free(void *t) { thread_release(t); }
+static void dummy_key_create(void) { pthread_key_create(&dummy_key, dummy_free); }
+
+static ps_thread_t *adopt(const char *name)
+{
+    ps_thread_t *t = thread_alloc(name);
+    if (!t)
+        return NULL;
+    t->adopted = true;
+    t->state = RUNNING;
+    t->handle = pthread_self();
+    t->ident = (unsigned long)t->handle;
+    return t;
+}
+
+ps_thread_t *ps_current_thread(void)
+{
+    static unsigned dummies;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (current)
+        return current;
+    if (gettid() == getpid()) {
+        current = adopt("MainThread");  /* lives as long as the process */
+        return current;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "Dummy-%u", __atomic_add_fetch(&dummies, 1, __ATOMIC_RELAXED));
+    current = adopt(name);
+    pthread_once(&once, dummy_key_create);
+    pthread_setspecific(dummy_key, current);     /* freed when the thread exits */
+    return current;
+}

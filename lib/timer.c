@@ -1,0 +1,86 @@
+/* Timer: threading.Timer, a thread that waits on an Event for the interval.
+ *
+ * cancel and the timer thread decide under one mutex whether fn runs, so once
+ * cancel has returned, fn runs only if it had already started. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <pysync/threading.h>
+
+struct ps_timer {
+    ps_thread_t *thread;
+    ps_event_t finished;
+    pthread_mutex_t mutex;
+    bool cancelled;
+    double interval;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void *timer_main(void *p)
+{
+    ps_timer_t *t = p;
+    ps_event_wait(&t->finished, t->interval);
+    pthread_mutex_lock(&t->mutex);
+    bool run = !t->cancelled;
+    pthread_mutex_unlock(&t->mutex);
+    if (run)
+        t->fn(t->arg);
+    ps_event_set(&t->finished);
+    return NULL;
+}
+
+ps_timer_t *ps_timer_new(double interval, void (*fn)(void *), void *arg)
+{
+    if (isnan(interval) || !fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    ps_timer_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->thread = ps_thread_new(timer_main, t, NULL);
+    if (!t->thread) {
+        free(t);
+        return NULL;
+    }
+    ps_event_init(&t->finished, 0);
+    pthread_mutex_init(&t->mutex, NULL);
+    t->interval = interval < 0 ? 0 : interval;   /* as Python: a past deadline fires now */
+    t->fn = fn;
+    t->arg = arg;
+    return t;
+}
+
+int ps_timer_start(ps_timer_t *t)
+{
+    return t ? ps_thread_start(t->thread) : EINVAL;
+}
+
+int ps_timer_cancel(ps_timer_t *t)
+{
+    if (!t)
+        return EINVAL;
+    pthread_mutex_lock(&t->mutex);
+    t->cancelled = true;
+    pthread_mutex_unlock(&t->mutex);
+    return ps_event_set(&t->finished);
+}
+
+int ps_timer_join(ps_timer_t *t, double timeout)
+{
+    return t ? ps_thread_join(t->thread, timeout, NULL) : EINVAL;
+}
+
+void ps_timer_free(ps_timer_t *t)
+{
+    if (!t)
+        return;
+    if (ps_thread_ident(t->thread)) {   /* started: stop it and wait, it uses *t */
+        ps_timer_cancel(t);
+        ps_thread_join(t->thread, PS_FOREVER, NULL);
+    }
+    ps_thread_free(t->thread);
+    pthread_mutex_destroy(&t->mutex);
+    free(t);
+}

@@ -1,0 +1,25 @@
+/* The private lock word behind ps_lock_t and ps_rlock_t: 0 free, 1 held, 2 held
+ * and a sleeper may exist. Whoever takes the word after sleeping stores 2, since
+ * other sleepers may remain; a release that finds 2 wakes one. No owner is kept,
+ * so any thread may release (Python's Lock). */
+#ifndef PS_WORDLOCK_H
+#define PS_WORDLOCK_H
+
+#include <stdbool.h>
+
+#include "timing.h"
+
+static inline bool wordlock_try(unsigned *word)
+{
+    unsigned free_word = 0;
+    return __atomic_compare_exchange_n(word, &free_word, 1, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
+/* Slow path: 0, or deadline_busy(d). */
+int wordlock_wait(unsigned *word, const deadline_t *d);
+
+/* Returns false (and changes nothing) if the word was not held. */
+bool wordlock_release(unsigned *word);
+
+#endif
