@@ -53,12 +53,14 @@ int ps_lock_acquire(ps_lock_t *lock, bool blocking, double timeout)
     deadline_t d;
     if (!lock || !acquire_args_ok(blocking, timeout))
         return EINVAL;
-    if (!is_shared(lock) && wordlock_try(&lock->_u.word))
-        return 0;
+    if (!is_shared(lock)) {
+        if (wordlock_try(&lock->_u.word))
+            return 0;
+        deadline_for_acquire(blocking, timeout, &d);
+        return wordlock_wait(&lock->_u.word, &d);
+    }
     deadline_for_acquire(blocking, timeout, &d);
-    if (is_shared(lock))
-        return pmutex_acquire(&lock->_u.mutex, &d);
-    return wordlock_wait(&lock->_u.word, &d);
+    return pmutex_acquire(&lock->_u.mutex, &d);
 }
 
 int ps_lock_release(ps_lock_t *lock)

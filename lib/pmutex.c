@@ -19,19 +19,17 @@ int pmutex_init(pthread_mutex_t *m, bool shared, bool recursive)
     return err;
 }
 
-int pmutex_acquire(pthread_mutex_t *m, const deadline_t *d)
+int pmutex_acquire_slow(pthread_mutex_t *m, const deadline_t *d)
 {
     int err;
-    if (d->forever)
-        err = pthread_mutex_lock(m);
-    else if (d->nowait) {
+    if (d->nowait) {
         err = pthread_mutex_trylock(m);
         if (err == EBUSY)
             err = EAGAIN;
     } else
         err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &d->at);
     if (err == EOWNERDEAD)
-        pthread_mutex_consistent(m);    /* else the next unlock makes it unusable */
+        pthread_mutex_consistent(m);
     return err;
 }
 

@@ -4,6 +4,7 @@
 #ifndef PS_PMUTEX_H
 #define PS_PMUTEX_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
@@ -11,8 +12,19 @@
 #include "timing.h"
 
 int  pmutex_init(pthread_mutex_t *m, bool shared, bool recursive);
-/* 0, EOWNERDEAD, or deadline_busy(d) when it could not be had in time. */
-int  pmutex_acquire(pthread_mutex_t *m, const deadline_t *d);
+int  pmutex_acquire_slow(pthread_mutex_t *m, const deadline_t *d);
+
+/* 0, EOWNERDEAD, or deadline_busy(d) when it could not be had in time.
+ * Inline: the untimed case is a shared lock's fast path. */
+static inline int pmutex_acquire(pthread_mutex_t *m, const deadline_t *d)
+{
+    if (!d->forever)
+        return pmutex_acquire_slow(m, d);
+    int err = pthread_mutex_lock(m);
+    if (err == EOWNERDEAD)
+        pthread_mutex_consistent(m);    /* else the next unlock makes it unusable */
+    return err;
+}
 /* Blocking acquire for internal state; true if a dead owner left it. */
 bool pmutex_lock_repair(pthread_mutex_t *m);
 /* Tid of the holder of a robust mutex (non-zero for any held mutex), else 0. */

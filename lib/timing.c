@@ -31,7 +31,7 @@ bool deadline_passed(const deadline_t *d)
            (now.tv_sec == d->at.tv_sec && now.tv_nsec >= d->at.tv_nsec);
 }
 
-int deadline_for_acquire(bool blocking, double timeout, deadline_t *d)
+int deadline_for_acquire_slow(bool blocking, double timeout, deadline_t *d)
 {
     if (!acquire_args_ok(blocking, timeout))
         return EINVAL;

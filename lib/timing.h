@@ -18,7 +18,16 @@ typedef struct deadline {
 int  deadline_from_timeout(double timeout, deadline_t *d);
 /* The acquire(blocking, timeout) rule: blocking == false with a timeout >= 0 (or
  * NaN) is EINVAL, as in Python. */
-int  deadline_for_acquire(bool blocking, double timeout, deadline_t *d);
+int  deadline_for_acquire_slow(bool blocking, double timeout, deadline_t *d);
+static inline int deadline_for_acquire(bool blocking, double timeout, deadline_t *d)
+{
+    if (blocking && timeout < 0) {  /* the common case, inline: no clock read */
+        d->forever = true;
+        d->nowait = false;
+        return 0;
+    }
+    return deadline_for_acquire_slow(blocking, timeout, d);
+}
 /* The same check, cheap enough for a lock's fast path. */
 static inline bool acquire_args_ok(bool blocking, double timeout)
 {

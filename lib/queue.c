@@ -1,0 +1,612 @@
+/* Queue, LifoQueue and PriorityQueue of void * items: Python's queue module.
+ *
+ * Invariants
+ *   Two counters that only grow: _tail (items ever stored) and _head (items ever
+ *   taken); qsize is _tail - _head and _head <= _tail always. _tail is written
+ *   only under the put lock, _head only under the get lock, both with release
+ *   stores, so either side may read the other's counter without its lock.
+ *   _slots, _heap and _cap change only with both locks held.
+ *
+ *   FIFO: a power-of-two ring indexed by counter & (_cap - 1), with separate put
+ *   and get locks (a two-lock queue): one producer and one consumer never touch
+ *   the same lock, and each side caches the other's counter (_head_seen,
+ *   _tail_seen) and reads the real one only when its cache says full or empty, so
+ *   the shared cache lines move about once per batch, not once per item. Growing
+ *   the ring takes the get lock while holding the put lock (the only nesting,
+ *   always in that order).
+ *   LIFO and priority: both operations work on the same end, so the put lock
+ *   guards everything. The priority queue is a binary heap of (item, sequence)
+ *   entries; the sequence is _tail at put time and breaks ties, which makes equal
+ *   items leave in insertion order.
+ *
+ * Who wakes whom
+ *   A caller that cannot proceed first polls for a few microseconds (the peer is
+ *   usually about to make room or an item), then sleeps on a futex word: getters
+ *   on _not_empty, putters on _not_full, joiners on _all_done, counting themselves
+ *   in _getters, _putters, _joiners. A put that sees _getters > 0 bumps
+ *   _not_empty and wakes one getter; a get wakes one putter the same way; the
+ *   task_done that brings _unfinished to 0 wakes all joiners; shutdown wakes
+ *   everybody. When nobody sleeps nobody makes a system call.
+ *
+ *   No lost wake-up: the sleeper reads the futex word, counts itself, fences,
+ *   re-checks its condition; the waker publishes its change, fences, reads the
+ *   count. Either the sleeper sees the change or the waker sees the sleeper, and
+ *   then the bump either makes futex_wait return at once or wakes it. A woken
+ *   sleeper always retries before it looks at its deadline, so a wake-up is
+ *   never spent on a thread that then gives up with an item waiting.
+ */
+#include <pysync/queue.h>
+
+#include "futex.h"
+#include "timing.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { KIND_FIFO = 1, KIND_LIFO, KIND_PRIORITY };
+enum { ALIVE, SHUT_DOWN, SHUT_DOWN_NOW };
+
+struct ps_queue_entry {
+    void *item;
+    unsigned long long seq;     /* insertion order, the tie-breaker */
+};
+
+#define FIRST_CAP    64         /* slots of the first allocation... */
+#define PREALLOC_MAX 4096       /* ...unless the whole bounded queue is this small */
+#define WAIT_SPINS   4000       /* polls before sleeping (a few microseconds) */
+#define LOCK_SPINS   200        /* polls of a held lock before sleeping on it */
+
+#define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define full_fence()        __atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* ---- the locks: 0 free, 1 held, 2 held and someone may sleep on it ---- */
+
+static void lock_word_slow(unsigned *word)
+{
+    for (int i = 0; i < LOCK_SPINS; i++) {
+        unsigned free_word = 0;
+        if (load_relaxed(word) == 0 &&
+            __atomic_compare_exchange_n(word, &free_word, 1, false, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return;
+        cpu_relax();
+    }
+    /* Marking it 2 makes the holder's unlock wake us; we may take it as 2 while
+     * nobody sleeps, which only costs one needless wake. */
+    while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0)
+        futex_wait(word, 2, NULL, false);
+}
+
+static inline void lock_word(unsigned *word)
+{
+    unsigned free_word = 0;
+    if (!__atomic_compare_exchange_n(word, &free_word, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        lock_word_slow(word);
+}
+
+static inline void unlock_word(unsigned *word)
+{
+    if (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) == 2)
+        futex_wake(word, 1, false);
+}
+
+/* Consumers of a FIFO have their own lock; the other kinds share one. */
+static inline unsigned *get_lock(ps_queue_t *q)
+{
+    return q->_kind == KIND_FIFO ? &q->_get_lock : &q->_put_lock;
+}
+
+/* ---- waking and sleeping ---- */
+
+/* Called after publishing a change that may let up to n sleepers of *word
+ * proceed; a no-op (but for the fence) when nobody sleeps. */
+static inline void wake_sleepers(unsigned *word, unsigned *sleepers, unsigned n)
+{
+    full_fence();   /* pairs with the fence in sleep_unless */
+    if (load_relaxed(sleepers) == 0)
+        return;
+    __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
+    futex_wake(word, n, false);
+}
+
+static void wake_all(unsigned *word)
+{
+    __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
+    futex_wake(word, UINT_MAX, false);
+}
+
+/* Sleeps once on *word, counted in *sleepers, unless ready(q) already holds.
+ * Returns on a wake-up, a signal, a spurious wake or the deadline: the caller
+ * re-checks. */
+static void sleep_unless(ps_queue_t *q, unsigned *word, unsigned *sleepers,
+                         bool (*ready)(ps_queue_t *), const deadline_t *d)
+{
+    unsigned seen = load_acquire(word);
+    __atomic_fetch_add(sleepers, 1, __ATOMIC_RELAXED);
+    full_fence();   /* count ourselves before the re-check; pairs with wake_sleepers */
+    if (!ready(q))
+        futex_wait(word, seen, deadline_ts(d), false);
+    __atomic_fetch_sub(sleepers, 1, __ATOMIC_RELAXED);
+}
+
+/* A short poll before sleeping: with the peer running on another CPU, room or
+ * an item usually appears within a microsecond, and a futex round trip costs
+ * several. */
+static void spin_until(ps_queue_t *q, bool (*ready)(ps_queue_t *))
+{
+    for (int i = 0; i < WAIT_SPINS && !ready(q); i++)
+        cpu_relax();
+}
+
+static bool can_get(ps_queue_t *q)
+{
+    return load_acquire(&q->_tail) != load_relaxed(&q->_head) ||
+           load_relaxed(&q->_shutdown) != ALIVE;
+}
+
+static bool can_put(ps_queue_t *q)
+{
+    size_t head = load_acquire(&q->_head);      /* head first: never above tail */
+    return load_relaxed(&q->_tail) - head < q->_maxsize ||
+           load_relaxed(&q->_shutdown) != ALIVE;
+}
+
+static bool all_done(ps_queue_t *q)
+{
+    return load_acquire(&q->_unfinished) == 0;
+}
+
+/* ---- storage ---- */
+
+static size_t first_capacity(const ps_queue_t *q)
+{
+    if (q->_maxsize == 0 || q->_maxsize > PREALLOC_MAX)
+        return FIRST_CAP;
+    size_t cap = 1;
+    while (cap < q->_maxsize)
+        cap <<= 1;
+    return cap;
+}
+
+static size_t next_capacity(const ps_queue_t *q, size_t elem_size)
+{
+    if (q->_cap == 0)
+        return first_capacity(q);
+    return q->_cap <= SIZE_MAX / 2 / elem_size ? q->_cap * 2 : 0;
+}
+
+/* Doubles the ring. The put lock is held; consumers read the ring under the get
+ * lock, so the items move under that one too. The new ring is allocated before,
+ * so consumers wait only for the copy. */
+static int grow_ring(ps_queue_t *q)
+{
+    size_t cap = next_capacity(q, sizeof(void *));
+    void **slots = cap ? malloc(cap * sizeof *slots) : NULL;
+    if (!slots)
+        return ENOMEM;
+    lock_word(&q->_get_lock);
+    size_t tail = load_relaxed(&q->_tail);
+    for (size_t i = load_relaxed(&q->_head); i != tail; i++)
+        slots[i & (cap - 1)] = q->_slots[i & (q->_cap - 1)];
+    void **old = q->_slots;
+    q->_slots = slots;
+    q->_cap = cap;
+    unlock_word(&q->_get_lock);
+    free(old);
+    return 0;
+}
+
+/* LIFO stack or heap: the only lock is held, a plain realloc will do. */
+static int grow_array(ps_queue_t *q)
+{
+    bool heap = q->_kind == KIND_PRIORITY;
+    size_t elem = heap ? sizeof(struct ps_queue_entry) : sizeof(void *);
+    size_t cap = next_capacity(q, elem);
+    void *p = cap ? realloc(heap ? (void *)q->_heap : (void *)q->_slots, cap * elem) : NULL;
+    if (!p)
+        return ENOMEM;
+    if (heap)
+        q->_heap = p;
+    else
+        q->_slots = p;
+    q->_cap = cap;
+    return 0;
+}
+
+static int grow(ps_queue_t *q)
+{
+    int saved = errno;      /* malloc may set it; int-returning calls keep it */
+    int err = q->_kind == KIND_FIFO ? grow_ring(q) : grow_array(q);
+    errno = saved;
+    return err;
+}
+
+/* ---- the binary heap, ordered by (cmp, seq) ---- */
+
+static inline bool entry_before(const ps_queue_t *q, const struct ps_queue_entry *a,
+                                const struct ps_queue_entry *b)
+{
+    int c = q->_cmp(a->item, b->item);
+    return c < 0 || (c == 0 && a->seq < b->seq);
+}
+
+/* Moves the hole at i up until e fits there, then stores e. */
+static void heap_sift_up(ps_queue_t *q, size_t i, struct ps_queue_entry e)
+{
+    struct ps_queue_entry *h = q->_heap;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!entry_before(q, &e, &h[parent]))
+            break;
+        h[i] = h[parent];
+        i = parent;
+    }
+    h[i] = e;
+}
+
+/* Removes the root of a heap of n entries. Floyd's way: walk the hole down to a
+ * leaf along the smaller children, then sift the last entry up from there. The
+ * last entry usually belongs near the bottom, so this costs about half the
+ * comparisons of sifting it down from the root. */
+static void *heap_pop(ps_queue_t *q, size_t n)
+{
+    struct ps_queue_entry *h = q->_heap;
+    void *top = h[0].item;
+    struct ps_queue_entry last = h[--n];
+    size_t i = 0, child;
+    while ((child = 2 * i + 1) < n) {
+        if (child + 1 < n && entry_before(q, &h[child + 1], &h[child]))
+            child++;
+        h[i] = h[child];
+        i = child;
+    }
+    heap_sift_up(q, i, last);
+    return top;
+}
+
+/* ---- the three kinds: tail/head are the counters of the item to store/take ---- */
+
+static void store_item(ps_queue_t *q, size_t tail, void *item)
+{
+    size_t size = tail - load_relaxed(&q->_head);
+    switch (q->_kind) {
+    case KIND_FIFO:
+        q->_slots[tail & (q->_cap - 1)] = item;
+        break;
+    case KIND_LIFO:
+        q->_slots[size] = item;
+        break;
+    default: {
+        struct ps_queue_entry e = { item, tail };
+        heap_sift_up(q, size, e);
+    }
+    }
+}
+
+static void *take_item(ps_queue_t *q, size_t head)
+{
+    switch (q->_kind) {
+    case KIND_FIFO:
+        return q->_slots[head & (q->_cap - 1)];
+    case KIND_LIFO:
+        return q->_slots[load_relaxed(&q->_tail) - head - 1];
+    default:
+        return heap_pop(q, load_relaxed(&q->_tail) - head);
+    }
+}
+
+/* ---- put and get, one attempt each ---- */
+
+/* Put lock held. 0, ESHUTDOWN, EAGAIN (full) or ENOMEM. */
+static int put_locked(ps_queue_t *q, void *item)
+{
+    if (load_relaxed(&q->_shutdown) != ALIVE)
+        return ESHUTDOWN;
+    size_t tail = load_relaxed(&q->_tail);
+    size_t room = q->_maxsize && q->_maxsize < q->_cap ? q->_maxsize : q->_cap;
+    if (tail - q->_head_seen >= room) {
+        q->_head_seen = load_acquire(&q->_head);    /* the cache may be stale */
+        size_t size = tail - q->_head_seen;
+        if (q->_maxsize && size >= q->_maxsize)
+            return EAGAIN;
+        if (size >= q->_cap) {
+            int err = grow(q);
+            if (err)
+                return err;
+        }
+    }
+    store_item(q, tail, item);
+    /* Counted before the item is visible, so its task_done can never underflow. */
+    __atomic_fetch_add(&q->_unfinished, 1, __ATOMIC_RELAXED);
+    store_release(&q->_tail, tail + 1);
+    return 0;
+}
+
+/* Get lock held. 0, ESHUTDOWN (shut down and empty) or EAGAIN (empty). */
+static int get_locked(ps_queue_t *q, void **item)
+{
+    size_t head = load_relaxed(&q->_head);
+    if (head == q->_tail_seen) {
+        /* Shutdown state before _tail: a shutdown seen here was ordered after
+         * every put it stopped, so those items are visible below. */
+        unsigned state = load_acquire(&q->_shutdown);
+        q->_tail_seen = load_acquire(&q->_tail);
+        if (head == q->_tail_seen)
+            return state != ALIVE ? ESHUTDOWN : EAGAIN;
+    }
+    *item = take_item(q, head);
+    store_release(&q->_head, head + 1);
+    return 0;
+}
+
+static int try_put(ps_queue_t *q, void *item)
+{
+    lock_word(&q->_put_lock);
+    int err = put_locked(q, item);
+    unlock_word(&q->_put_lock);
+    if (err == 0)
+        wake_sleepers(&q->_not_empty, &q->_getters, 1);
+    return err;
+}
+
+static int try_get(ps_queue_t *q, void **item)
+{
+    unsigned *lock = get_lock(q);
+    lock_word(lock);
+    int err = get_locked(q, item);
+    unlock_word(lock);
+    if (err == 0 && q->_maxsize)    /* unbounded queues have no putters asleep */
+        wake_sleepers(&q->_not_full, &q->_putters, 1);
+    return err;
+}
+
+static int put_slow(ps_queue_t *q, void *item, double timeout)
+{
+    deadline_t d;
+    deadline_from_timeout(timeout, &d);     /* NaN was refused by the caller */
+    if (timeout != 0)
+        spin_until(q, can_put);
+    for (;;) {
+        int err = try_put(q, item);
+        if (err != EAGAIN)
+            return err;
+        if (deadline_passed(&d))
+            return ETIMEDOUT;
+        sleep_unless(q, &q->_not_full, &q->_putters, can_put, &d);
+    }
+}
+
+static int get_slow(ps_queue_t *q, void **item, double timeout)
+{
+    deadline_t d;
+    deadline_from_timeout(timeout, &d);
+    if (timeout != 0)
+        spin_until(q, can_get);
+    for (;;) {
+        int err = try_get(q, item);
+        if (err != EAGAIN)
+            return err;
+        if (deadline_passed(&d))
+            return ETIMEDOUT;
+        sleep_unless(q, &q->_not_empty, &q->_getters, can_get, &d);
+    }
+}
+
+/* ---- public API ---- */
+
+static int init_queue(ps_queue_t *q, size_t maxsize, int kind,
+                      int (*cmp)(const void *, const void *))
+{
+    if (!q || (kind == KIND_PRIORITY && !cmp))
+        return EINVAL;
+    memset(q, 0, sizeof *q);    /* storage comes with the first put */
+    q->_maxsize = maxsize;
+    q->_kind = kind;
+    q->_cmp = cmp;
+    return 0;
+}
+
+int ps_queue_init(ps_queue_t *q, size_t maxsize)
+{
+    return init_queue(q, maxsize, KIND_FIFO, NULL);
+}
+
+int ps_lifoqueue_init(ps_queue_t *q, size_t maxsize)
+{
+    return init_queue(q, maxsize, KIND_LIFO, NULL);
+}
+
+int ps_priorityqueue_init(ps_queue_t *q, size_t maxsize,
+                          int (*cmp)(const void *a, const void *b))
+{
+    return init_queue(q, maxsize, KIND_PRIORITY, cmp);
+}
+
+static bool in_use(ps_queue_t *q)
+{
+    return load_acquire(&q->_getters) || load_acquire(&q->_putters) ||
+           load_acquire(&q->_joiners) || load_acquire(&q->_put_lock) ||
+           load_acquire(&q->_get_lock);
+}
+
+int ps_queue_destroy(ps_queue_t *q)
+{
+    if (!q || !q->_kind)
+        return EINVAL;
+    if (in_use(q))
+        return EBUSY;
+    free(q->_slots);
+    free(q->_heap);
+    q->_slots = NULL;
+    q->_heap = NULL;
+    q->_cap = 0;
+    q->_kind = 0;       /* a second destroy is EINVAL, not a double free */
+    return 0;
+}
+
+static ps_queue_t *new_queue(size_t maxsize, int kind, int (*cmp)(const void *, const void *))
+{
+    if (kind == KIND_PRIORITY && !cmp) {
+        errno = EINVAL;
+        return NULL;
+    }
+    ps_queue_t *q = malloc(sizeof *q);
+    if (!q) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    init_queue(q, maxsize, kind, cmp);
+    return q;
+}
+
+ps_queue_t *ps_queue_new(size_t maxsize)
+{
+    return new_queue(maxsize, KIND_FIFO, NULL);
+}
+
+ps_queue_t *ps_lifoqueue_new(size_t maxsize)
+{
+    return new_queue(maxsize, KIND_LIFO, NULL);
+}
+
+ps_queue_t *ps_priorityqueue_new(size_t maxsize, int (*cmp)(const void *, const void *))
+{
+    return new_queue(maxsize, KIND_PRIORITY, cmp);
+}
+
+void ps_queue_free(ps_queue_t *q)
+{
+    if (!q)
+        return;
+    int err = ps_queue_destroy(q);
+    if (err) {          /* still waited on: freeing it would pull the rug */
+        errno = err;
+        return;
+    }
+    free(q);
+}
+
+int ps_queue_put(ps_queue_t *q, void *item, bool block, double timeout)
+{
+    if (!q || !q->_kind || (block && isnan(timeout)))
+        return EINVAL;
+    int err = try_put(q, item);
+    if (err != EAGAIN || !block)
+        return err;
+    return put_slow(q, item, timeout);
+}
+
+int ps_queue_get(ps_queue_t *q, void **item, bool block, double timeout)
+{
+    if (!q || !q->_kind || !item || (block && isnan(timeout)))
+        return EINVAL;
+    int err = try_get(q, item);
+    if (err != EAGAIN || !block)
+        return err;
+    return get_slow(q, item, timeout);
+}
+
+int ps_queue_put_nowait(ps_queue_t *q, void *item)
+{
+    return ps_queue_put(q, item, false, 0);
+}
+
+int ps_queue_get_nowait(ps_queue_t *q, void **item)
+{
+    return ps_queue_get(q, item, false, 0);
+}
+
+size_t ps_queue_qsize(ps_queue_t *q)
+{
+    if (!q)
+        return 0;
+    size_t head = load_acquire(&q->_head);      /* head first: never above tail */
+    size_t size = load_acquire(&q->_tail) - head;
+    return q->_maxsize && size > q->_maxsize ? q->_maxsize : size;
+}
+
+bool ps_queue_empty(ps_queue_t *q)
+{
+    return ps_queue_qsize(q) == 0;
+}
+
+bool ps_queue_full(ps_queue_t *q)
+{
+    return q && q->_maxsize > 0 && ps_queue_qsize(q) >= q->_maxsize;
+}
+
+int ps_queue_task_done(ps_queue_t *q)
+{
+    if (!q || !q->_kind)
+        return EINVAL;
+    size_t n = load_relaxed(&q->_unfinished);
+    do {
+        if (n == 0)
+            return EOVERFLOW;
+    } while (!__atomic_compare_exchange_n(&q->_unfinished, &n, n - 1, true,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    if (n == 1)
+        wake_sleepers(&q->_all_done, &q->_joiners, UINT_MAX);
+    return 0;
+}
+
+int ps_queue_join(ps_queue_t *q)
+{
+    if (!q || !q->_kind)
+        return EINVAL;
+    deadline_t forever = { .forever = true };
+    while (!all_done(q))
+        sleep_unless(q, &q->_all_done, &q->_joiners, all_done, &forever);
+    return 0;
+}
+
+/* Both locks held: empties the queue; removed items count as done. */
+static void discard_all(ps_queue_t *q)
+{
+    size_t tail = load_relaxed(&q->_tail);
+    size_t removed = tail - load_relaxed(&q->_head);
+    store_release(&q->_head, tail);
+    q->_head_seen = q->_tail_seen = tail;
+    size_t n = load_relaxed(&q->_unfinished);
+    while (!__atomic_compare_exchange_n(&q->_unfinished, &n, n > removed ? n - removed : 0,
+                                        true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        ;
+}
+
+int ps_queue_shutdown(ps_queue_t *q, bool immediate)
+{
+    if (!q || !q->_kind)
+        return EINVAL;
+    lock_word(&q->_put_lock);
+    if (q->_kind == KIND_FIFO)
+        lock_word(&q->_get_lock);
+    unsigned state = immediate ? SHUT_DOWN_NOW : SHUT_DOWN;
+    if (load_relaxed(&q->_shutdown) < state)
+        store_release(&q->_shutdown, state);
+    if (immediate)
+        discard_all(q);
+    if (q->_kind == KIND_FIFO)
+        unlock_word(&q->_get_lock);
+    unlock_word(&q->_put_lock);
+    wake_all(&q->_not_empty);
+    wake_all(&q->_not_full);
+    if (immediate)
+        wake_all(&q->_all_done);
+    return 0;
+}
