@@ -64,7 +64,7 @@ int ps_condition_destroy(ps_condition_t *c)
 {
     if (!c)
         return EINVAL;
-    if (c->_head || __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED))
+    if (c->_head || waiters_present(&c->_waiters, &c->_seq, is_shared(c)))
         return EBUSY;
     return owns_lock(c) ? ps_rlock_destroy(&c->_own) : 0;
 }

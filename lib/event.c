@@ -34,7 +34,7 @@ int ps_event_destroy(ps_event_t *ev)
 {
     if (!ev)
         return EINVAL;
-    return __atomic_load_n(&ev->_waiters, __ATOMIC_RELAXED) ? EBUSY : 0;
+    return waiters_present(&ev->_waiters, &ev->_state, is_shared(ev)) ? EBUSY : 0;
 }
 
 ps_event_t *ps_event_new(int flags)

@@ -18,10 +18,18 @@ int futex_wait(unsigned *word, unsigned expected, const struct timespec *deadlin
     return err;
 }
 
-void futex_wake(unsigned *word, unsigned n, bool shared)
+int futex_wake(unsigned *word, unsigned n, bool shared)
 {
     int op = FUTEX_WAKE | (shared ? 0 : FUTEX_PRIVATE_FLAG);
     int saved = errno;
-    syscall(SYS_futex, word, op, n > INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
+    long woken = syscall(SYS_futex, word, op, n > INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
     errno = saved;
+    return woken > 0 ? (int)woken : 0;
+}
+
+bool waiters_present(unsigned *waiters, unsigned *word, bool shared)
+{
+    if (!__atomic_load_n(waiters, __ATOMIC_ACQUIRE))
+        return false;
+    return !shared || futex_wake(word, UINT_MAX, true) > 0;
 }

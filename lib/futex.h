@@ -12,8 +12,14 @@
  * Callers always re-check their condition: a 0 proves nothing. */
 int futex_wait(unsigned *word, unsigned expected, const struct timespec *deadline,
                bool shared);
-/* Wakes up to n sleepers (n > INT_MAX: all). */
-void futex_wake(unsigned *word, unsigned n, bool shared);
+/* Wakes up to n sleepers (n > INT_MAX: all); returns how many it woke. */
+int futex_wake(unsigned *word, unsigned n, bool shared);
+
+/* For destroy: is anybody waiting on word? *waiters counts announced waiters, but in
+ * shared memory it may include waiters that were killed, so there it is checked
+ * against the kernel: the sleepers are woken (they re-check and sleep again) and
+ * counted. */
+bool waiters_present(unsigned *waiters, unsigned *word, bool shared);
 
 /* Tell the CPU we are spinning (saves power, yields to the sibling hyperthread). */
 static inline void cpu_relax(void)

@@ -42,7 +42,7 @@ int ps_semaphore_destroy(ps_semaphore_t *s)
 {
     if (!s)
         return EINVAL;
-    return __atomic_load_n(&s->_waiters, __ATOMIC_RELAXED) ? EBUSY : 0;
+    return waiters_present(&s->_waiters, &s->_value, is_shared(s)) ? EBUSY : 0;
 }
 
 ps_semaphore_t *ps_semaphore_new(int value, int flags)
