@@ -38,7 +38,7 @@ int ps_barrier_init(ps_barrier_t *b, unsigned parties, void (*action)(void *), v
     b->_arg = arg;
     b->_timeout = timeout;
     b->_flags = flags;
-    return pmutex_init(&b->_mutex, is_shared(b), false);
+    return pmutex_init(&b->_mutex, is_shared(b));
 }
 
 /* A holder that died inside action or mid-update leaves the round undefined:

@@ -23,7 +23,7 @@ int ps_lock_init(ps_lock_t *lock, int flags)
         lock->_u.word = 0;
         return 0;
     }
-    return pmutex_init(&lock->_u.mutex, true, false);
+    return pmutex_init(&lock->_u.mutex, true);
 }
 
 int ps_lock_destroy(ps_lock_t *lock)
@@ -53,14 +53,16 @@ int ps_lock_acquire(ps_lock_t *lock, bool blocking, double timeout)
     deadline_t d;
     if (!lock || !acquire_args_ok(blocking, timeout))
         return EINVAL;
-    if (!is_shared(lock)) {
-        if (wordlock_try(&lock->_u.word))
-            return 0;
-        deadline_for_acquire(blocking, timeout, &d);
-        return wordlock_wait(&lock->_u.word, &d);
+    if (is_shared(lock)) {
+        if (blocking && timeout < 0)        /* the common case, straight to glibc */
+            return pmutex_lock(&lock->_u.mutex);
+    } else if (wordlock_try(&lock->_u.word)) {
+        return 0;
     }
     deadline_for_acquire(blocking, timeout, &d);
-    return pmutex_acquire(&lock->_u.mutex, &d);
+    if (is_shared(lock))
+        return pmutex_acquire(&lock->_u.mutex, &d);
+    return wordlock_wait(&lock->_u.word, &d);
 }
 
 int ps_lock_release(ps_lock_t *lock)

@@ -28,11 +28,12 @@
  *   task_done that brings _unfinished to 0 wakes all joiners; shutdown wakes
  *   everybody. When nobody sleeps nobody makes a system call.
  *
- *   No lost wake-up: the sleeper reads the futex word, counts itself, fences,
- *   re-checks its condition; the waker publishes its change, fences, reads the
- *   count. Either the sleeper sees the change or the waker sees the sleeper, and
- *   then the bump either makes futex_wait return at once or wakes it. A woken
- *   sleeper always retries before it looks at its deadline, so a wake-up is
+ *   No lost wake-up: the sleeper reads the futex word, counts itself, then
+ *   re-checks its condition; the waker publishes its change, then reads the
+ *   count. The count and the counters are updated with seq_cst operations, so
+ *   either the sleeper sees the change or the waker sees the sleeper, and then
+ *   its bump makes futex_wait return at once or wakes it. A woken sleeper always
+ *   retries before it looks at its deadline, so a wake-up is
  *   never spent on a thread that then gives up with an item waiting.
  */
 #include <pysync/queue.h>
@@ -57,14 +58,23 @@ struct ps_queue_entry {
 
 #define FIRST_CAP    64         /* slots of the first allocation... */
 #define PREALLOC_MAX 4096       /* ...unless the whole bounded queue is this small */
-#define WAIT_SPINS   4000       /* polls before sleeping (a few microseconds) */
+#ifndef WAIT_SPINS
+#define WAIT_SPINS   4000       /* pauses before sleeping (a few microseconds) */
+#endif
+#ifndef MAX_BACKOFF
+#define MAX_BACKOFF  64
+#endif
+#ifndef BATCH_DIV
+#define BATCH_DIV 4
+#endif
 #define LOCK_SPINS   200        /* polls of a held lock before sleeping on it */
 
 #define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define full_fence()        __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define load_sc(p)          __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define store_sc(p, v)      __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -114,12 +124,11 @@ static inline unsigned *get_lock(ps_queue_t *q)
 
 /* ---- waking and sleeping ---- */
 
-/* Called after publishing a change that may let up to n sleepers of *word
- * proceed; a no-op (but for the fence) when nobody sleeps. */
+/* Called after publishing, with a seq_cst store or RMW, a change that may let up
+ * to n sleepers of *word proceed. Nobody asleep, nothing to do. */
 static inline void wake_sleepers(unsigned *word, unsigned *sleepers, unsigned n)
 {
-    full_fence();   /* pairs with the fence in sleep_unless */
-    if (load_relaxed(sleepers) == 0)
+    if (load_sc(sleepers) == 0)
         return;
     __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
     futex_wake(word, n, false);
@@ -138,8 +147,7 @@ static void sleep_unless(ps_queue_t *q, unsigned *word, unsigned *sleepers,
                          bool (*ready)(ps_queue_t *), const deadline_t *d)
 {
     unsigned seen = load_acquire(word);
-    __atomic_fetch_add(sleepers, 1, __ATOMIC_RELAXED);
-    full_fence();   /* count ourselves before the re-check; pairs with wake_sleepers */
+    __atomic_fetch_add(sleepers, 1, __ATOMIC_SEQ_CST);    /* before the re-check */
     if (!ready(q))
         futex_wait(word, seen, deadline_ts(d), false);
     __atomic_fetch_sub(sleepers, 1, __ATOMIC_RELAXED);
@@ -150,26 +158,39 @@ static void sleep_unless(ps_queue_t *q, unsigned *word, unsigned *sleepers,
  * several. */
 static void spin_until(ps_queue_t *q, bool (*ready)(ps_queue_t *))
 {
-    for (int i = 0; i < WAIT_SPINS && !ready(q); i++)
-        cpu_relax();
+    unsigned pauses = 1;
+    for (int i = 0; i < WAIT_SPINS && !ready(q); i += (int)pauses) {
+        for (unsigned j = 0; j < pauses; j++)
+            cpu_relax();
+        if (pauses < MAX_BACKOFF)
+            pauses *= 2;
+    }
 }
 
 static bool can_get(ps_queue_t *q)
 {
-    return load_acquire(&q->_tail) != load_relaxed(&q->_head) ||
+    return load_sc(&q->_tail) != load_relaxed(&q->_head) ||
            load_relaxed(&q->_shutdown) != ALIVE;
 }
 
 static bool can_put(ps_queue_t *q)
 {
-    size_t head = load_acquire(&q->_head);      /* head first: never above tail */
+    size_t head = load_sc(&q->_head);           /* head first: never above tail */
     return load_relaxed(&q->_tail) - head < q->_maxsize ||
+           load_relaxed(&q->_shutdown) != ALIVE;
+}
+
+static bool can_put_batch(ps_queue_t *q)
+{
+    size_t head = load_acquire(&q->_head);
+    size_t want = q->_maxsize / BATCH_DIV ? q->_maxsize / BATCH_DIV : 1;
+    return load_relaxed(&q->_tail) - head + want <= q->_maxsize ||
            load_relaxed(&q->_shutdown) != ALIVE;
 }
 
 static bool all_done(ps_queue_t *q)
 {
-    return load_acquire(&q->_unfinished) == 0;
+    return load_sc(&q->_unfinished) == 0;
 }
 
 /* ---- storage ---- */
@@ -334,7 +355,7 @@ static int put_locked(ps_queue_t *q, void *item)
     store_item(q, tail, item);
     /* Counted before the item is visible, so its task_done can never underflow. */
     __atomic_fetch_add(&q->_unfinished, 1, __ATOMIC_RELAXED);
-    store_release(&q->_tail, tail + 1);
+    store_sc(&q->_tail, tail + 1);     /* seq_cst: see "No lost wake-up" */
     return 0;
 }
 
@@ -351,7 +372,10 @@ static int get_locked(ps_queue_t *q, void **item)
             return state != ALIVE ? ESHUTDOWN : EAGAIN;
     }
     *item = take_item(q, head);
-    store_release(&q->_head, head + 1);
+    if (q->_maxsize)
+        store_sc(&q->_head, head + 1);      /* a putter may sleep on it */
+    else
+        store_release(&q->_head, head + 1);
     return 0;
 }
 
@@ -381,7 +405,7 @@ static int put_slow(ps_queue_t *q, void *item, double timeout)
     deadline_t d;
     deadline_from_timeout(timeout, &d);     /* NaN was refused by the caller */
     if (timeout != 0)
-        spin_until(q, can_put);
+        spin_until(q, can_put_batch);
     for (;;) {
         int err = try_put(q, item);
         if (err != EAGAIN)
@@ -560,7 +584,7 @@ int ps_queue_task_done(ps_queue_t *q)
         if (n == 0)
             return EOVERFLOW;
     } while (!__atomic_compare_exchange_n(&q->_unfinished, &n, n - 1, true,
-                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     if (n == 1)
         wake_sleepers(&q->_all_done, &q->_joiners, UINT_MAX);
     return 0;

@@ -2,10 +2,7 @@
  *
  * The lock itself is a wordlock (private) or a robust process-shared pthread mutex
  * (shared, non-recursive); recursion is counted here in _depth, which only the
- * holder reads or writes. "Do I hold it?" is answered by _owner (pthread_self of
- * the holder) for private RLocks and by the tid the kernel keeps in a robust mutex
- * for shared ones, which the kernel clears when the holder dies, so a recycled tid
- * can never mistake a dead holder's lock for its own. */
+ * holder reads or writes. rlock.h answers "do I hold it?". */
 #include <errno.h>
 #include <limits.h>
 
@@ -16,15 +13,6 @@
 
 static bool is_shared(const ps_rlock_t *rl) { return rl->_flags & PS_SHARED; }
 
-static unsigned long self_id(void) { return (unsigned long)pthread_self(); }
-
-bool rlock_held_by_me(const ps_rlock_t *rl)
-{
-    if (is_shared(rl))
-        return pmutex_owner(&rl->_u.mutex) == current_tid();
-    return __atomic_load_n(&rl->_owner, __ATOMIC_RELAXED) == self_id();
-}
-
 int ps_rlock_init(ps_rlock_t *rl, int flags)
 {
     if (!rl || (flags & ~PS_SHARED))
@@ -33,7 +21,7 @@ int ps_rlock_init(ps_rlock_t *rl, int flags)
     rl->_owner = 0;
     rl->_depth = 0;
     rl->_u.word = 0;
-    return is_shared(rl) ? pmutex_init(&rl->_u.mutex, true, false) : 0;
+    return is_shared(rl) ? pmutex_init(&rl->_u.mutex, true) : 0;
 }
 
 int ps_rlock_destroy(ps_rlock_t *rl)
@@ -60,22 +48,22 @@ void ps_rlock_free(ps_rlock_t *rl)
         object_free(rl, sizeof *rl, rl->_flags);
 }
 
-/* Takes the underlying lock; the caller is not its holder. */
-static int take(ps_rlock_t *rl, const deadline_t *d)
+/* The caller (tid me) now holds the underlying lock, or inherited it (EOWNERDEAD). */
+static int taken(ps_rlock_t *rl, pid_t me, int err)
 {
-    int err;
-    if (is_shared(rl))
-        err = pmutex_acquire(&rl->_u.mutex, d);
-    else if (wordlock_try(&rl->_u.word))
-        err = 0;
-    else
-        err = wordlock_wait(&rl->_u.word, d);
     if (err == 0 || err == EOWNERDEAD) {
         if (!is_shared(rl))
-            __atomic_store_n(&rl->_owner, self_id(), __ATOMIC_RELAXED);
+            __atomic_store_n(&rl->_owner, (unsigned long)me, __ATOMIC_RELAXED);
         rl->_depth = 1;
     }
     return err;
+}
+
+static int take(ps_rlock_t *rl, pid_t me, const deadline_t *d)
+{
+    if (is_shared(rl))
+        return taken(rl, me, pmutex_acquire(&rl->_u.mutex, d));
+    return taken(rl, me, wordlock_wait(&rl->_u.word, d));
 }
 
 int ps_rlock_acquire(ps_rlock_t *rl, bool blocking, double timeout)
@@ -83,14 +71,17 @@ int ps_rlock_acquire(ps_rlock_t *rl, bool blocking, double timeout)
     deadline_t d;
     if (!rl || !acquire_args_ok(blocking, timeout))
         return EINVAL;
-    if (rlock_held_by_me(rl)) {
+    pid_t me = current_tid();
+    if (rlock_held_by(rl, me)) {
         if (rl->_depth == UINT_MAX)
             return EAGAIN;
         rl->_depth++;
         return 0;
     }
+    if (!is_shared(rl) && wordlock_try(&rl->_u.word))
+        return taken(rl, me, 0);
     deadline_for_acquire(blocking, timeout, &d);
-    return take(rl, &d);
+    return take(rl, me, &d);
 }
 
 static void drop(ps_rlock_t *rl)
@@ -125,7 +116,9 @@ unsigned rlock_release_all(ps_rlock_t *rl)
 int rlock_restore(ps_rlock_t *rl, unsigned depth)
 {
     deadline_t forever = { .forever = true };
-    int err = take(rl, &forever);
+    pid_t me = current_tid();
+    int err = !is_shared(rl) && wordlock_try(&rl->_u.word) ? taken(rl, me, 0)
+                                                            : take(rl, me, &forever);
     rl->_depth = depth;
     return err;
 }

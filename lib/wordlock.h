@@ -19,7 +19,15 @@ static inline bool wordlock_try(unsigned *word)
 /* Slow path: 0, or deadline_busy(d). */
 int wordlock_wait(unsigned *word, const deadline_t *d);
 
+void wordlock_wake(unsigned *word);
+
 /* Returns false (and changes nothing) if the word was not held. */
-bool wordlock_release(unsigned *word);
+static inline bool wordlock_release(unsigned *word)
+{
+    unsigned old = __atomic_exchange_n(word, 0, __ATOMIC_RELEASE);
+    if (old == 2)
+        wordlock_wake(word);
+    return old != 0;
+}
 
 #endif

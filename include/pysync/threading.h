@@ -43,7 +43,7 @@ typedef struct ps_rlock {
         unsigned word;          /* private: as ps_lock_t */
         pthread_mutex_t mutex;  /* PS_SHARED: robust, recursive, process-shared */
     } _u;
-    unsigned long _owner;       /* private: pthread_self of the holder; shared: its tid */
+    unsigned long _owner;       /* private: kernel tid of the holder */
     unsigned _depth;            /* recursion depth, written by the holder only */
     int _flags;
 } ps_rlock_t;
