@@ -11,7 +11,8 @@
  * sends everyone EPIPE until reset. Unlike CPython there is no draining phase: a
  * new round may fill while the last round's waiters are still leaving, so a
  * killed waiter can never hold the barrier in such a phase. A killed waiter does
- * still count as arrived in its round; reset clears it. */
+ * still count as arrived in its round; reset clears it. _inside counts callers
+ * still inside wait (of any round), for destroy. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -31,7 +32,7 @@ int ps_barrier_init(ps_barrier_t *b, unsigned parties, void (*action)(void *), v
 {
     if (!b || parties == 0 || isnan(timeout) || (flags & ~PS_SHARED))
         return EINVAL;
-    b->_seq = b->_gen = b->_count = b->_broken = 0;
+    b->_seq = b->_gen = b->_count = b->_inside = b->_broken = 0;
     b->_reset_rounds = 0;
     b->_parties = parties;
     b->_action = action;
@@ -61,10 +62,7 @@ int ps_barrier_destroy(ps_barrier_t *b)
 {
     if (!b)
         return EINVAL;
-    lock(b);
-    bool busy = b->_count > 0 && !b->_broken;
-    unlock(b);
-    if (busy)
+    if (waiters_present(&b->_inside, &b->_seq, is_shared(b)))
         return EBUSY;
     pthread_mutex_destroy(&b->_mutex);
     return 0;
@@ -130,12 +128,15 @@ int ps_barrier_wait(ps_barrier_t *b, double timeout, unsigned *index)
         unlock(b);
         return EPIPE;
     }
+    /* _inside counts this caller until its last touch, the unlock: destroy waits. */
+    __atomic_fetch_add(&b->_inside, 1, __ATOMIC_RELAXED);
     unsigned gen = b->_gen, my_index = b->_count++;
     int err = 0;
     if (b->_count == b->_parties)
         trip(b);
     else
         err = wait_for_round(b, gen, &d);
+    __atomic_fetch_sub(&b->_inside, 1, __ATOMIC_RELEASE);
     unlock(b);
     if (err == 0 && index)
         *index = my_index;

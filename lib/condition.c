@@ -10,12 +10,17 @@
  * first, the notification counts (it returns 0), so none is lost.
  *
  * Shared conditions cannot point into a waiter's stack, and their waiters may be
- * killed at any moment, so they use a futex sequence word: notify(n) adds
- * min(n, waiters not yet notified) to _signals, bumps _seq and wakes that many
- * sleepers; the kernel wakes the longest sleepers first. A waiter that wakes (or
- * times out) with _seq changed since it began takes one signal if any is left.
- * A killed waiter is never woken by the kernel, so live waiters get the wake-ups;
- * its share of _waiters can only make a later notify hand out a spare signal. */
+ * killed at any moment, so they use a futex sequence word: notify(n) bumps _seq,
+ * wakes n sleepers (the kernel wakes the longest sleepers first, and never a dead
+ * one) and adds min(n, waiters not yet notified) to _signals. A waiter the kernel
+ * woke after _seq moved was chosen. A waiter that had released the lock but not
+ * yet slept when the notify came finds _seq moved (EAGAIN) and is chosen only if
+ * a signal is left; a timed-out waiter is never chosen. Killed waiters stay in
+ * _waiters, so a notify may leave spare signals that such a latecomer takes:
+ * after a kill, a notify can rarely wake one waiter more than asked.
+ *
+ * Both kinds count the callers inside wait in _waiters until they hold the lock
+ * again, so destroy never frees a condition that a woken waiter still uses. */
 #include <errno.h>
 #include <limits.h>
 
@@ -64,7 +69,7 @@ int ps_condition_destroy(ps_condition_t *c)
 {
     if (!c)
         return EINVAL;
-    if (c->_head || waiters_present(&c->_waiters, &c->_seq, is_shared(c)))
+    if (waiters_present(&c->_waiters, &c->_seq, is_shared(c)))
         return EBUSY;
     return owns_lock(c) ? ps_rlock_destroy(&c->_own) : 0;
 }
@@ -133,33 +138,33 @@ static void notify_private(ps_condition_t *c, unsigned n)
 
 static int wait_shared(ps_condition_t *c, const deadline_t *d)
 {
-    unsigned start = c->_seq;
-    c->_waiters++;
     ps_rlock_t *lock = lock_of(c);
+    unsigned start = c->_seq;
     unsigned depth = rlock_release_all(lock);
-    int relock, slept;
     for (;;) {
-        slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
-        relock = rlock_restore(lock, depth);
-        if (c->_seq != start && c->_signals > 0) {
-            c->_signals--;
-            c->_waiters--;
+        int slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
+        bool latecomer = slept == EAGAIN;   /* a notify came before it could sleep */
+        while (slept == EINTR)
+            slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
+        int relock = rlock_restore(lock, depth);
+        /* Woken by the kernel after a notify: chosen. A latecomer: chosen if a
+         * signal is left for such. */
+        bool changed = c->_seq != start;
+        if (changed && (slept == 0 || (latecomer && c->_signals > 0))) {
+            if (c->_signals > 0)
+                c->_signals--;
             return relock;
         }
         if (slept == ETIMEDOUT)
-            break;
-        start = c->_seq;        /* woke for someone else: wait for the next notify */
+            return relock ? relock : ETIMEDOUT;
+        start = c->_seq;        /* not chosen: wait for the next notify */
         rlock_release_all(lock);
     }
-    c->_waiters--;
-    if (c->_signals > c->_waiters)
-        c->_signals = c->_waiters;
-    return relock ? relock : ETIMEDOUT;
 }
 
 static void notify_shared(ps_condition_t *c, unsigned n)
 {
-    unsigned pending = c->_waiters - c->_signals;
+    unsigned pending = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED) - c->_signals;
     if (n > pending)
         n = pending;
     if (n == 0)
@@ -169,6 +174,19 @@ static void notify_shared(ps_condition_t *c, unsigned n)
     futex_wake(&c->_seq, n, true);
 }
 
+/* Called with the lock held; _waiters (which destroy reads) counts the caller
+ * until it has the lock back. */
+static int wait_once(ps_condition_t *c, const deadline_t *d)
+{
+    __atomic_fetch_add(&c->_waiters, 1, __ATOMIC_RELAXED);
+    int err = is_shared(c) ? wait_shared(c, d) : wait_private(c, d);
+    unsigned waiters = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED) - 1;
+    if (c->_signals > waiters)  /* signals left for waiters that timed out or died */
+        c->_signals = waiters;
+    __atomic_fetch_sub(&c->_waiters, 1, __ATOMIC_RELEASE);
+    return err;
+}
+
 int ps_condition_wait(ps_condition_t *c, double timeout)
 {
     deadline_t d;
@@ -176,7 +194,7 @@ int ps_condition_wait(ps_condition_t *c, double timeout)
         return EINVAL;
     if (!rlock_held_by_me(lock_of(c)))
         return EPERM;
-    return is_shared(c) ? wait_shared(c, &d) : wait_private(c, &d);
+    return wait_once(c, &d);
 }
 
 int ps_condition_wait_for(ps_condition_t *c, bool (*predicate)(void *), void *arg,
@@ -191,7 +209,7 @@ int ps_condition_wait_for(ps_condition_t *c, bool (*predicate)(void *), void *ar
     while (!predicate(arg)) {
         if (deadline_passed(&d))
             return ETIMEDOUT;
-        int err = is_shared(c) ? wait_shared(c, &d) : wait_private(c, &d);
+        int err = wait_once(c, &d);
         if (err && err != ETIMEDOUT)
             return err;
     }

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 int futex_wait(unsigned *word, unsigned expected, const struct timespec *deadline,
@@ -13,7 +14,7 @@ int futex_wait(unsigned *word, unsigned expected, const struct timespec *deadlin
     int saved = errno, err = 0;
     /* Without FUTEX_CLOCK_REALTIME, a WAIT_BITSET deadline is on CLOCK_MONOTONIC. */
     if (syscall(SYS_futex, word, op, expected, deadline, NULL, FUTEX_BITSET_MATCH_ANY) != 0)
-        err = errno == ETIMEDOUT || errno == EAGAIN ? errno : 0;  /* EINTR: woken */
+        err = errno;
     errno = saved;
     return err;
 }
@@ -29,7 +30,16 @@ int futex_wake(unsigned *word, unsigned n, bool shared)
 
 bool waiters_present(unsigned *waiters, unsigned *word, bool shared)
 {
-    if (!__atomic_load_n(waiters, __ATOMIC_ACQUIRE))
-        return false;
-    return !shared || futex_wake(word, UINT_MAX, true) > 0;
+    enum { TRIES = 200 };                   /* 1 ms apart */
+    const struct timespec pause = { 0, 1000000 };
+    for (int i = 0; i < TRIES; i++) {
+        if (!__atomic_load_n(waiters, __ATOMIC_ACQUIRE))
+            return false;
+        if (!shared)
+            return true;                    /* exact: nobody can be killed alone */
+        if (word && futex_wake(word, UINT_MAX, true) > 0)
+            return true;
+        nanosleep(&pause, NULL);            /* a live waiter leaves in moments */
+    }
+    return false;                           /* what is left was killed */
 }

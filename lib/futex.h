@@ -7,18 +7,19 @@
 #include <stdbool.h>
 #include <time.h>
 
-/* Sleeps while *word == expected. 0: woken (maybe spuriously, or by a signal),
- * EAGAIN: *word != expected already, ETIMEDOUT: deadline (NULL: none) passed.
- * Callers always re-check their condition: a 0 proves nothing. */
+/* Sleeps while *word == expected. 0: woken (maybe spuriously), EINTR: a signal
+ * arrived, EAGAIN: *word != expected already, ETIMEDOUT: deadline (NULL: none)
+ * passed. Callers re-check their condition and never pass EINTR on. */
 int futex_wait(unsigned *word, unsigned expected, const struct timespec *deadline,
                bool shared);
 /* Wakes up to n sleepers (n > INT_MAX: all); returns how many it woke. */
 int futex_wake(unsigned *word, unsigned n, bool shared);
 
-/* For destroy: is anybody waiting on word? *waiters counts announced waiters, but in
- * shared memory it may include waiters that were killed, so there it is checked
- * against the kernel: the sleepers are woken (they re-check and sleep again) and
- * counted. */
+/* For destroy: is anybody still inside a wait? *waiters counts the callers inside,
+ * each leaving it as its last access to the object. In shared memory the count may
+ * include callers that were killed, so there it must be confirmed: by sleepers on
+ * word (woken to be counted; they re-check and sleep again), or by the count
+ * draining, which a live caller does within moments; one that stays is dead. */
 bool waiters_present(unsigned *waiters, unsigned *word, bool shared);
 
 /* Tell the CPU we are spinning (saves power, yields to the sibling hyperthread). */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pysync/threading.h>
 
+#include "futex.h"
 #include "object.h"
 #include "pmutex.h"
 #include "wordlock.h"
@@ -19,6 +20,7 @@ int ps_lock_init(ps_lock_t *lock, int flags)
     if (!lock || (flags & ~PS_SHARED))
         return EINVAL;
     lock->_flags = flags;
+    lock->_waiters = 0;
     if (!is_shared(lock)) {
         lock->_u.word = 0;
         return 0;
@@ -30,7 +32,8 @@ int ps_lock_destroy(ps_lock_t *lock)
 {
     if (!lock)
         return EINVAL;
-    if (ps_lock_locked(lock))
+    /* Waiters first: one that leaves may have just taken the lock. */
+    if (waiters_present(&lock->_waiters, NULL, is_shared(lock)) || ps_lock_locked(lock))
         return EBUSY;
     if (is_shared(lock))
         pthread_mutex_destroy(&lock->_u.mutex);
@@ -48,21 +51,33 @@ void ps_lock_free(ps_lock_t *lock)
         object_free(lock, sizeof *lock, lock->_flags);
 }
 
-int ps_lock_acquire(ps_lock_t *lock, bool blocking, double timeout)
+/* Callers that may sleep count themselves in _waiters, so destroy can see them. */
+static int acquire_slow(ps_lock_t *lock, bool blocking, double timeout)
 {
     deadline_t d;
+    deadline_for_acquire(blocking, timeout, &d);
+    if (d.nowait)
+        return EAGAIN;
+    __atomic_fetch_add(&lock->_waiters, 1, __ATOMIC_RELAXED);
+    int err = is_shared(lock) ? pmutex_acquire(&lock->_u.mutex, &d)
+                              : wordlock_wait(&lock->_u.word, &d);
+    __atomic_fetch_sub(&lock->_waiters, 1, __ATOMIC_RELEASE);
+    return err;
+}
+
+int ps_lock_acquire(ps_lock_t *lock, bool blocking, double timeout)
+{
     if (!lock || !acquire_args_ok(blocking, timeout))
         return EINVAL;
-    if (is_shared(lock)) {
-        if (blocking && timeout < 0)        /* the common case, straight to glibc */
-            return pmutex_lock(&lock->_u.mutex);
-    } else if (wordlock_try(&lock->_u.word)) {
-        return 0;
+    if (!is_shared(lock)) {
+        if (wordlock_try(&lock->_u.word))
+            return 0;
+    } else {
+        int err = pmutex_trylock(&lock->_u.mutex);
+        if (err != EBUSY)
+            return err;
     }
-    deadline_for_acquire(blocking, timeout, &d);
-    if (is_shared(lock))
-        return pmutex_acquire(&lock->_u.mutex, &d);
-    return wordlock_wait(&lock->_u.word, &d);
+    return acquire_slow(lock, blocking, timeout);
 }
 
 int ps_lock_release(ps_lock_t *lock)

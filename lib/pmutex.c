@@ -16,17 +16,42 @@ int pmutex_init(pthread_mutex_t *m, bool shared)
     return err;
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define PS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PS_TSAN 1
+#endif
+#endif
+
+#ifdef PS_TSAN
+/* ThreadSanitizer (gcc 12) does not intercept pthread_mutex_clocklock, so it would
+ * miss the acquire and report the unlock. Sanitizer builds poll instead. */
+static int clocklock_for_tsan(pthread_mutex_t *m, const struct timespec *at)
+{
+    const struct timespec pause = { 0, 100000 };
+    deadline_t d = { .forever = false, .nowait = false, .at = *at };
+    int err;
+    while ((err = pthread_mutex_trylock(m)) == EBUSY && !deadline_passed(&d))
+        nanosleep(&pause, NULL);
+    return err == EBUSY ? ETIMEDOUT : err;
+}
+#endif
+
 int pmutex_acquire(pthread_mutex_t *m, const deadline_t *d)
 {
     int err;
     if (d->forever)
         return pmutex_lock(m);
     if (d->nowait) {
-        err = pthread_mutex_trylock(m);
-        if (err == EBUSY)
-            err = EAGAIN;
-    } else
-        err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &d->at);
+        err = pmutex_trylock(m);
+        return err == EBUSY ? EAGAIN : err;
+    }
+#ifdef PS_TSAN
+    err = clocklock_for_tsan(m, &d->at);
+#else
+    err = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &d->at);
+#endif
     if (err == EOWNERDEAD)
         pthread_mutex_consistent(m);
     return err;

@@ -21,6 +21,15 @@ static inline int pmutex_lock(pthread_mutex_t *m)
     return err;
 }
 
+/* 0, EBUSY or EOWNERDEAD. */
+static inline int pmutex_trylock(pthread_mutex_t *m)
+{
+    int err = pthread_mutex_trylock(m);
+    if (__builtin_expect(err == EOWNERDEAD, 0))
+        pthread_mutex_consistent(m);
+    return err;
+}
+
 /* 0, EOWNERDEAD, or deadline_busy(d) when it could not be had in time. */
 int  pmutex_acquire(pthread_mutex_t *m, const deadline_t *d);
 /* Blocking acquire for internal state; true if a dead owner left it. */

@@ -1,11 +1,13 @@
 /* Queue, LifoQueue and PriorityQueue of void * items: Python's queue module.
  *
  * Invariants
- *   Two counters that only grow: _tail (items ever stored) and _head (items ever
- *   taken); qsize is _tail - _head and _head <= _tail always. _tail is written
- *   only under the put lock, _head only under the get lock, both with release
- *   stores, so either side may read the other's counter without its lock.
- *   _slots, _heap and _cap change only with both locks held.
+ *   Counters that only grow: _tail (items ever stored), _head (items ever
+ *   taken) and _done (task_done calls plus items an immediate shutdown threw
+ *   away). qsize is _tail - _head, join waits for _done == _tail, and
+ *   _head <= _tail, _done <= _tail always. _tail is written only under the put
+ *   lock, _head only under the get lock, both with release (or seq_cst) stores,
+ *   so either side may read the other's counter without its lock. _slots, _heap
+ *   and _cap change only with both locks held.
  *
  *   FIFO: a power-of-two ring indexed by counter & (_cap - 1), with separate put
  *   and get locks (a two-lock queue): one producer and one consumer never touch
@@ -25,7 +27,7 @@
  *   on _not_empty, putters on _not_full, joiners on _all_done, counting themselves
  *   in _getters, _putters, _joiners. A put that sees _getters > 0 bumps
  *   _not_empty and wakes one getter; a get wakes one putter the same way; the
- *   task_done that brings _unfinished to 0 wakes all joiners; shutdown wakes
+ *   task_done that brings _done up to _tail wakes all joiners; shutdown wakes
  *   everybody. When nobody sleeps nobody makes a system call.
  *
  *   No lost wake-up: the sleeper reads the futex word, counts itself, then
@@ -33,8 +35,8 @@
  *   count. The count and the counters are updated with seq_cst operations, so
  *   either the sleeper sees the change or the waker sees the sleeper, and then
  *   its bump makes futex_wait return at once or wakes it. A woken sleeper always
- *   retries before it looks at its deadline, so a wake-up is
- *   never spent on a thread that then gives up with an item waiting.
+ *   retries before it looks at its deadline, so a wake-up is never spent on a
+ *   thread that then gives up with an item waiting.
  */
 #include <pysync/queue.h>
 
@@ -44,6 +46,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,20 +61,14 @@ struct ps_queue_entry {
 
 #define FIRST_CAP    64         /* slots of the first allocation... */
 #define PREALLOC_MAX 4096       /* ...unless the whole bounded queue is this small */
-#ifndef WAIT_SPINS
-#define WAIT_SPINS   4000       /* pauses before sleeping (a few microseconds) */
-#endif
-#ifndef MAX_BACKOFF
-#define MAX_BACKOFF  64
-#endif
-#ifndef BATCH_DIV
-#define BATCH_DIV 4
-#endif
+#define WAIT_SPINS   1000       /* pauses polling before yielding (tens of us) */
+#define WAIT_YIELDS  16         /* then sched_yield polls before sleeping */
+#define MAX_BACKOFF  64         /* pauses between two polls, at most */
+#define BATCH_DIV    4          /* a spinning putter waits for maxsize/4 free slots */
 #define LOCK_SPINS   200        /* polls of a held lock before sleeping on it */
 
 #define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define load_sc(p)          __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define store_sc(p, v)      __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
@@ -154,8 +151,10 @@ static void sleep_unless(ps_queue_t *q, unsigned *word, unsigned *sleepers,
 }
 
 /* A short poll before sleeping: with the peer running on another CPU, room or
- * an item usually appears within a microsecond, and a futex round trip costs
- * several. */
+ * an item usually appears within a microsecond, and a futex sleep and wake cost
+ * several. The polls back off so as not to keep stealing the cache line the peer
+ * writes; the yields then let a peer that shares our CPU run (more threads than
+ * CPUs), where pausing would only burn the time it needs. */
 static void spin_until(ps_queue_t *q, bool (*ready)(ps_queue_t *))
 {
     unsigned pauses = 1;
@@ -165,6 +164,8 @@ static void spin_until(ps_queue_t *q, bool (*ready)(ps_queue_t *))
         if (pauses < MAX_BACKOFF)
             pauses *= 2;
     }
+    for (int i = 0; i < WAIT_YIELDS && !ready(q); i++)
+        sched_yield();
 }
 
 static bool can_get(ps_queue_t *q)
@@ -180,6 +181,10 @@ static bool can_put(ps_queue_t *q)
            load_relaxed(&q->_shutdown) != ALIVE;
 }
 
+/* What a spinning putter waits for: room for a batch, not for one item. Going
+ * back to a full queue after every get would move the head's cache line once
+ * per item; a quarter of the queue lets both sides run at full speed for a
+ * while. A putter that sleeps waits for one slot (can_put), as Python's does. */
 static bool can_put_batch(ps_queue_t *q)
 {
     size_t head = load_acquire(&q->_head);
@@ -190,7 +195,8 @@ static bool can_put_batch(ps_queue_t *q)
 
 static bool all_done(ps_queue_t *q)
 {
-    return load_sc(&q->_unfinished) == 0;
+    size_t done = load_sc(&q->_done);           /* done first: never above tail */
+    return load_sc(&q->_tail) == done;
 }
 
 /* ---- storage ---- */
@@ -305,18 +311,16 @@ static void *heap_pop(ps_queue_t *q, size_t n)
 
 static void store_item(ps_queue_t *q, size_t tail, void *item)
 {
-    size_t size = tail - load_relaxed(&q->_head);
-    switch (q->_kind) {
-    case KIND_FIFO:
-        q->_slots[tail & (q->_cap - 1)] = item;
-        break;
-    case KIND_LIFO:
+    if (q->_kind == KIND_FIFO) {
+        q->_slots[tail & (q->_cap - 1)] = item;     /* _head stays untouched */
+        return;
+    }
+    size_t size = tail - load_relaxed(&q->_head);   /* exact: the only lock is ours */
+    if (q->_kind == KIND_LIFO) {
         q->_slots[size] = item;
-        break;
-    default: {
+    } else {
         struct ps_queue_entry e = { item, tail };
         heap_sift_up(q, size, e);
-    }
     }
 }
 
@@ -353,8 +357,6 @@ static int put_locked(ps_queue_t *q, void *item)
         }
     }
     store_item(q, tail, item);
-    /* Counted before the item is visible, so its task_done can never underflow. */
-    __atomic_fetch_add(&q->_unfinished, 1, __ATOMIC_RELAXED);
     store_sc(&q->_tail, tail + 1);     /* seq_cst: see "No lost wake-up" */
     return 0;
 }
@@ -579,13 +581,14 @@ int ps_queue_task_done(ps_queue_t *q)
 {
     if (!q || !q->_kind)
         return EINVAL;
-    size_t n = load_relaxed(&q->_unfinished);
+    size_t done = load_relaxed(&q->_done), tail;
     do {
-        if (n == 0)
-            return EOVERFLOW;
-    } while (!__atomic_compare_exchange_n(&q->_unfinished, &n, n - 1, true,
+        tail = load_acquire(&q->_tail);
+        if (done == tail)
+            return EOVERFLOW;       /* every item put is already done */
+    } while (!__atomic_compare_exchange_n(&q->_done, &done, done + 1, true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-    if (n == 1)
+    if (done + 1 == tail)
         wake_sleepers(&q->_all_done, &q->_joiners, UINT_MAX);
     return 0;
 }
@@ -607,9 +610,10 @@ static void discard_all(ps_queue_t *q)
     size_t removed = tail - load_relaxed(&q->_head);
     store_release(&q->_head, tail);
     q->_head_seen = q->_tail_seen = tail;
-    size_t n = load_relaxed(&q->_unfinished);
-    while (!__atomic_compare_exchange_n(&q->_unfinished, &n, n > removed ? n - removed : 0,
-                                        true, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    size_t done = load_relaxed(&q->_done);
+    while (!__atomic_compare_exchange_n(&q->_done, &done,
+                                        tail - done > removed ? done + removed : tail,
+                                        true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
         ;
 }
 

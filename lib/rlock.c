@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 
+#include "futex.h"
 #include "object.h"
 #include "pmutex.h"
 #include "rlock.h"
@@ -20,6 +21,7 @@ int ps_rlock_init(ps_rlock_t *rl, int flags)
     rl->_flags = flags;
     rl->_owner = 0;
     rl->_depth = 0;
+    rl->_waiters = 0;
     rl->_u.word = 0;
     return is_shared(rl) ? pmutex_init(&rl->_u.mutex, true) : 0;
 }
@@ -28,6 +30,9 @@ int ps_rlock_destroy(ps_rlock_t *rl)
 {
     if (!rl)
         return EINVAL;
+    /* Waiters first: one that leaves may have just taken the lock. */
+    if (waiters_present(&rl->_waiters, NULL, is_shared(rl)))
+        return EBUSY;
     bool held = is_shared(rl) ? pmutex_owner(&rl->_u.mutex) != 0
                               : __atomic_load_n(&rl->_u.word, __ATOMIC_RELAXED) != 0;
     if (held)
@@ -59,11 +64,29 @@ static int taken(ps_rlock_t *rl, pid_t me, int err)
     return err;
 }
 
-static int take(ps_rlock_t *rl, pid_t me, const deadline_t *d)
+/* The fast attempt: 0, EOWNERDEAD, or EBUSY. */
+static int try_take(ps_rlock_t *rl, pid_t me)
 {
     if (is_shared(rl))
-        return taken(rl, me, pmutex_acquire(&rl->_u.mutex, d));
-    return taken(rl, me, wordlock_wait(&rl->_u.word, d));
+        return taken(rl, me, pmutex_trylock(&rl->_u.mutex));
+    return wordlock_try(&rl->_u.word) ? taken(rl, me, 0) : EBUSY;
+}
+
+/* Callers that may sleep count themselves in _waiters, so destroy can see them. */
+static int take(ps_rlock_t *rl, pid_t me, const deadline_t *d)
+{
+    int err = try_take(rl, me);
+    if (err != EBUSY)
+        return err;
+    if (d->nowait)
+        return EAGAIN;
+    __atomic_fetch_add(&rl->_waiters, 1, __ATOMIC_RELAXED);
+    if (is_shared(rl))
+        err = taken(rl, me, pmutex_acquire(&rl->_u.mutex, d));
+    else
+        err = taken(rl, me, wordlock_wait(&rl->_u.word, d));
+    __atomic_fetch_sub(&rl->_waiters, 1, __ATOMIC_RELEASE);
+    return err;
 }
 
 int ps_rlock_acquire(ps_rlock_t *rl, bool blocking, double timeout)
@@ -78,8 +101,9 @@ int ps_rlock_acquire(ps_rlock_t *rl, bool blocking, double timeout)
         rl->_depth++;
         return 0;
     }
-    if (!is_shared(rl) && wordlock_try(&rl->_u.word))
-        return taken(rl, me, 0);
+    int err = try_take(rl, me);
+    if (err != EBUSY)
+        return err;
     deadline_for_acquire(blocking, timeout, &d);
     return take(rl, me, &d);
 }
@@ -116,9 +140,7 @@ unsigned rlock_release_all(ps_rlock_t *rl)
 int rlock_restore(ps_rlock_t *rl, unsigned depth)
 {
     deadline_t forever = { .forever = true };
-    pid_t me = current_tid();
-    int err = !is_shared(rl) && wordlock_try(&rl->_u.word) ? taken(rl, me, 0)
-                                                            : take(rl, me, &forever);
+    int err = take(rl, current_tid(), &forever);
     rl->_depth = depth;
     return err;
 }

@@ -31,7 +31,7 @@ struct ps_thread {
     void *result;
     pthread_t handle;
     unsigned long ident;
-    char name[64];
+    char *name;
 };
 
 static __thread ps_thread_t *current;
@@ -77,6 +77,14 @@ static void registry_add(int delta)
 
 /* ---- objects ---- */
 
+static void thread_release(ps_thread_t *t)
+{
+    pthread_cond_destroy(&t->changed);
+    pthread_mutex_destroy(&t->mutex);
+    free(t->name);
+    free(t);
+}
+
 static ps_thread_t *thread_alloc(const char *name)
 {
     ps_thread_t *t = calloc(1, sizeof *t);
@@ -88,15 +96,12 @@ static ps_thread_t *thread_alloc(const char *name)
     pthread_cond_init(&t->changed, &attr);
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&t->mutex, NULL);
-    snprintf(t->name, sizeof t->name, "%s", name);
+    t->name = strdup(name);
+    if (!t->name) {
+        thread_release(t);
+        return NULL;
+    }
     return t;
-}
-
-static void thread_release(ps_thread_t *t)
-{
-    pthread_cond_destroy(&t->changed);
-    pthread_mutex_destroy(&t->mutex);
-    free(t);
 }
 
 ps_thread_t *ps_thread_new(void *(*target)(void *), void *arg, const char *name)
@@ -115,6 +120,7 @@ ps_thread_t *ps_thread_new(void *(*target)(void *), void *arg, const char *name)
     if (t) {
         t->target = target;
         t->arg = arg;
+        t->daemon = current && current->daemon;  /* inherited, as in Python */
     }
     return t;
 }

@@ -3,5 +3,6 @@
 #define PYSYNC_PYSYNC_H
 
 #include <pysync/threading.h>
+#include <pysync/queue.h>
 
 #endif

@@ -25,6 +25,7 @@ typedef struct ps_lock {
         unsigned word;          /* private: 0 free, 1 held, 2 held with sleepers */
         pthread_mutex_t mutex;  /* PS_SHARED: robust, process-shared */
     } _u;
+    unsigned _waiters;          /* callers inside a blocking acquire */
     int _flags;
 } ps_lock_t;
 
@@ -45,6 +46,7 @@ typedef struct ps_rlock {
     } _u;
     unsigned long _owner;       /* private: kernel tid of the holder */
     unsigned _depth;            /* recursion depth, written by the holder only */
+    unsigned _waiters;          /* callers inside a blocking acquire */
     int _flags;
 } ps_rlock_t;
 
@@ -61,7 +63,7 @@ typedef struct ps_condition {
     ps_rlock_t _own;            /* used when no lock was passed to init */
     ptrdiff_t _lock_off;        /* offset from this object to its RLock (no raw pointer) */
     unsigned _seq;              /* shared: futex word, bumped by every notify */
-    unsigned _waiters;          /* shared: threads inside wait */
+    unsigned _waiters;          /* callers inside wait */
     unsigned _signals;          /* shared: notifications not yet taken */
     struct ps_cond_waiter *_head, *_tail; /* private: FIFO of waiters */
     int _flags;
@@ -121,6 +123,7 @@ typedef struct ps_barrier {
     unsigned _seq;              /* futex word, bumped by every trip, break and reset */
     unsigned _gen;              /* current round */
     unsigned _count;            /* arrived in this round */
+    unsigned _inside;           /* callers inside wait, of any round */
     unsigned _parties;
     unsigned _broken;
     unsigned long long _reset_rounds; /* bit (round % 64): that round ended by reset */

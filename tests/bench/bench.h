@@ -1,0 +1,167 @@
+/* bench.h - small helpers shared by the pysync benchmarks (plain programs).
+ * Everything is static inline so a program may use any subset without warnings. */
+#ifndef PS_BENCH_H
+#define PS_BENCH_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Compiler barrier: the compiler may not cache memory across it. No CPU fence. */
+#define BENCH_BARRIER() __asm__ __volatile__("" ::: "memory")
+
+/* Monotonic clock in nanoseconds. */
+static inline uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void bench_sleep_ns(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of n samples (the input is not modified). n == 0: 0. */
+static inline double bench_median(const double *v, size_t n)
+{
+    if (n == 0)
+        return 0.0;
+    double *t = malloc(n * sizeof *t);
+    if (!t) {
+        perror("malloc");
+        exit(2);
+    }
+    memcpy(t, v, n * sizeof *t);
+    qsort(t, n, sizeof *t, bench_cmp_double);
+    double m = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2.0;
+    free(t);
+    return m;
+}
+
+static inline double bench_min(const double *v, size_t n)
+{
+    double m = n ? v[0] : 0.0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] < m)
+            m = v[i];
+    return m;
+}
+
+static inline double bench_max(const double *v, size_t n)
+{
+    double m = n ? v[0] : 0.0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] > m)
+            m = v[i];
+    return m;
+}
+
+/* Zeroed anonymous MAP_SHARED memory, inherited by children forked later. */
+static inline void *bench_shared_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("mmap");
+        exit(2);
+    }
+    return p;
+}
+
+/* Pinning the two parties of a 2-party benchmark to two distinct CPUs: on a 2-CPU VM
+ * the scheduler otherwise sometimes puts both on one CPU, and the run flips between
+ * a "contended" and a "time-sliced" mode (PITFALLS 11). BENCH_NOPIN=1 disables it. */
+static inline int bench_cpu_slot(int slot, int *cpu)
+{
+    static cpu_set_t initial;
+    static int ncpu = -1;
+    if (ncpu < 0) {
+        const char *e = getenv("BENCH_NOPIN");
+        ncpu = 0;
+        if (!(e && *e && *e != '0') && sched_getaffinity(0, sizeof initial, &initial) == 0)
+            ncpu = CPU_COUNT(&initial);
+    }
+    if (ncpu < 2)
+        return -1;
+    for (int c = 0, seen = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &initial) && seen++ == slot % ncpu) {
+            *cpu = c;
+            return 0;
+        }
+    return -1;
+}
+
+/* Call once from the main thread before any pinning (captures the allowed CPUs).
+ * Returns the number of CPUs the parties will be spread over (0: no pinning). */
+static inline int bench_pin_init(void)
+{
+    int c0, c1;
+    return bench_cpu_slot(0, &c0) == 0 && bench_cpu_slot(1, &c1) == 0 && c0 != c1 ? 2 : 0;
+}
+
+/* Pins the calling thread (or single-threaded process) to the slot-th allowed CPU. */
+static inline void bench_pin_self(int slot)
+{
+    int cpu;
+    if (bench_cpu_slot(slot, &cpu) != 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);  /* 0: the calling thread */
+}
+
+/* A second thread that only sleeps (blocked in read on a pipe), so that glibc stops
+ * taking its single-thread shortcuts for private mutexes (PITFALLS 2). */
+typedef struct bench_idle {
+    pthread_t tid;
+    int fd[2];
+} bench_idle_t;
+
+static inline void *bench_idle_main(void *arg)
+{
+    bench_idle_t *t = arg;
+    char c;
+    while (read(t->fd[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+static inline void bench_idle_start(bench_idle_t *t)
+{
+    int rc;
+    if (pipe(t->fd) != 0) {
+        perror("pipe");
+        exit(2);
+    }
+    if ((rc = pthread_create(&t->tid, NULL, bench_idle_main, t)) != 0) {
+        fprintf(stderr, "pthread_create: %s\n", strerror(rc));
+        exit(2);
+    }
+}
+
+static inline void bench_idle_stop(bench_idle_t *t)
+{
+    close(t->fd[1]);  /* read returns 0 */
+    pthread_join(t->tid, NULL);
+    close(t->fd[0]);
+}
+
+#endif

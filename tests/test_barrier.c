@@ -1,0 +1,758 @@
+/* tests/test_barrier.c - ps_barrier_t (threading.Barrier).
+ * Ports of CPython Lib/test/lock_tests.py BarrierTests, plus error codes, errno,
+ * signals, PS_SHARED and waiter death. */
+#include <criterion/criterion.h>
+#include <pysync/threading.h>
+
+#include "helpers.h"
+
+TestSuite(barrier, .timeout = 30);
+TestSuite(barrier_shared, .timeout = 40);
+
+enum { MAXP = 16, MAXR = 16 };
+
+typedef struct bctx {
+    ps_barrier_t *b;
+    int parties;
+    int rounds;
+    double timeout;
+    atomic_int action_count;       /* bumped by the action */
+    atomic_int seen[MAXR][MAXP];   /* seen[round][index]: how many got that index */
+    atomic_int bad_count;          /* waiters that saw action_count != round + 1 */
+    atomic_int errors;
+    atomic_int rc_count[4];        /* 0, ETIMEDOUT, EPIPE, other */
+    atomic_int passed;
+    atomic_int started;
+    bool errno_bad;
+} bctx_t;
+
+static void count_rc(bctx_t *c, int rc)
+{
+    int k = rc == 0 ? 0 : rc == ETIMEDOUT ? 1 : rc == EPIPE ? 2 : 3;
+    atomic_fetch_add(&c->rc_count[k], 1);
+}
+
+static void count_action(void *arg)
+{
+    bctx_t *c = arg;
+    atomic_fetch_add(&c->action_count, 1);
+}
+
+/* Passes the barrier c->rounds times, checking indices and the action counter. */
+static void *multipass(void *arg)
+{
+    bctx_t *c = arg;
+    atomic_fetch_add(&c->started, 1);
+    for (int r = 0; r < c->rounds; r++) {
+        unsigned idx = 999;
+        errno = 12345;
+        int rc = ps_barrier_wait(c->b, c->timeout, &idx);
+        if (errno != 12345)
+            c->errno_bad = true;
+        count_rc(c, rc);
+        if (rc != 0) {
+            atomic_fetch_add(&c->errors, 1);
+            return NULL;
+        }
+        if (idx < MAXP && r < MAXR)
+            atomic_fetch_add(&c->seen[r][idx], 1);
+        else
+            atomic_fetch_add(&c->errors, 1);
+        if (atomic_load(&c->action_count) != r + 1)
+            atomic_fetch_add(&c->bad_count, 1);
+        atomic_fetch_add(&c->passed, 1);
+    }
+    return NULL;
+}
+
+static void check_multipass(bctx_t *c, int nthreads)
+{
+    cr_assert_eq(atomic_load(&c->errors), 0, "errors: %d (ETIMEDOUT %d, EPIPE %d, other %d)",
+                 atomic_load(&c->errors), atomic_load(&c->rc_count[1]),
+                 atomic_load(&c->rc_count[2]), atomic_load(&c->rc_count[3]));
+    cr_assert_eq(atomic_load(&c->passed), nthreads * c->rounds);
+    for (int r = 0; r < c->rounds; r++)
+        for (int i = 0; i < c->parties; i++)
+            cr_assert_eq(atomic_load(&c->seen[r][i]), 1,
+                         "round %d: index %d was returned %d times", r, i,
+                         atomic_load(&c->seen[r][i]));
+}
+
+/* ------------------------------------------------------------------ basics */
+
+Test(barrier, constructor)
+{
+    ps_barrier_t b;
+    CHECK_RC_E(ps_barrier_init(&b, 3, NULL, NULL, PS_FOREVER, 0), 0);
+    cr_assert_eq(ps_barrier_parties(&b), 3);
+    cr_assert_eq(ps_barrier_n_waiting(&b), 0);
+    cr_assert(!ps_barrier_broken(&b));
+    CHECK_RC_E(ps_barrier_destroy(&b), 0);
+    ps_barrier_t *p = ps_barrier_new(5, NULL, NULL, 1.0, 0);
+    cr_assert_not_null(p);
+    cr_assert_eq(ps_barrier_parties(p), 5);
+    ps_barrier_free(p);
+    ps_barrier_free(NULL);
+}
+
+Test(barrier, bad_arguments_einval)
+{
+    ps_barrier_t b;
+    CHECK_RC_E(ps_barrier_init(&b, 0, NULL, NULL, PS_FOREVER, 0), EINVAL);
+    CHECK_RC_E(ps_barrier_init(NULL, 2, NULL, NULL, PS_FOREVER, 0), EINVAL);
+    CHECK_RC_E(ps_barrier_init(&b, 2, NULL, NULL, NAN, 0), EINVAL);
+    errno = 0;
+    cr_assert_null(ps_barrier_new(0, NULL, NULL, PS_FOREVER, 0));
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_null(ps_barrier_new(0, NULL, NULL, PS_FOREVER, PS_SHARED));
+    cr_assert_eq(errno, EINVAL);
+
+    CHECK_RC_E(ps_barrier_destroy(NULL), EINVAL);
+    unsigned idx;
+    CHECK_RC_E(ps_barrier_wait(NULL, 1.0, &idx), EINVAL);
+    CHECK_RC_E(ps_barrier_reset(NULL), EINVAL);
+    CHECK_RC_E(ps_barrier_abort(NULL), EINVAL);
+
+    ps_barrier_t *p = ps_barrier_new(2, NULL, NULL, PS_FOREVER, 0);
+    CHECK_RC_E(ps_barrier_wait(p, NAN, &idx), EINVAL);
+    cr_assert_eq(ps_barrier_n_waiting(p), 0, "an EINVAL wait was counted as arrived");
+    cr_assert(!ps_barrier_broken(p), "an EINVAL wait broke the barrier");
+    ps_barrier_free(p);
+}
+
+Test(barrier, single_thread)
+{
+    bctx_t c = { 0 };
+    ps_barrier_t *p = ps_barrier_new(1, count_action, &c, PS_FOREVER, 0);
+    for (int r = 0; r < 5; r++) {
+        unsigned idx = 999;
+        CHECK_RC_E(ps_barrier_wait(p, PS_FOREVER, &idx), 0);
+        cr_assert_eq(idx, 0);
+        cr_assert_eq(atomic_load(&c.action_count), r + 1);
+    }
+    CHECK_RC_E(ps_barrier_wait(p, 0.0, NULL), 0);   /* index pointer may be NULL */
+    ps_barrier_free(p);
+}
+
+static void run_multipass(int parties, int rounds, bool action)
+{
+    bctx_t *c = calloc(1, sizeof *c);
+    c->parties = parties;
+    c->rounds = rounds;
+    c->timeout = 10.0;
+    c->b = ps_barrier_new((unsigned)parties, action ? count_action : NULL, c, PS_FOREVER, 0);
+    cr_assert_not_null(c->b);
+    pthread_t t[MAXP];
+    start_threads(t, parties, multipass, c, 0);
+    join_threads(t, parties, NULL);
+    check_multipass(c, parties);
+    if (action) {
+        cr_assert_eq(atomic_load(&c->action_count), rounds, "action ran %d times in %d rounds",
+                     atomic_load(&c->action_count), rounds);
+        cr_assert_eq(atomic_load(&c->bad_count), 0,
+                     "%d waiters were released before the action ran",
+                     atomic_load(&c->bad_count));
+    }
+    cr_assert(!c->errno_bad, "errno changed by ps_barrier_wait");
+    cr_assert_eq(ps_barrier_n_waiting(c->b), 0);
+    cr_assert(!ps_barrier_broken(c->b));
+    ps_barrier_free(c->b);
+    free(c);
+}
+
+Test(barrier, barrier)       { run_multipass(5, 1, true); }
+Test(barrier, barrier_10)    { run_multipass(5, 10, true); }
+Test(barrier, wait_return)   { run_multipass(8, 4, true); }
+Test(barrier, action)        { run_multipass(4, 12, true); }
+Test(barrier, two_parties_many_rounds) { run_multipass(2, 16, true); }
+
+Test(barrier, n_waiting)
+{
+    bctx_t c = { .rounds = 1, .parties = 3, .timeout = 10.0 };
+    c.b = ps_barrier_new(3, count_action, &c, PS_FOREVER, 0);
+    pthread_t t[3];
+    for (int i = 0; i < 2; i++) {
+        start_threads(&t[i], 1, multipass, &c, 0);
+        double end = now() + 5.0;
+        while (ps_barrier_n_waiting(c.b) < (unsigned)i + 1 && now() < end)
+            sleep_s(0.001);
+        cr_assert_eq(ps_barrier_n_waiting(c.b), (unsigned)i + 1);
+    }
+    cr_assert_eq(atomic_load(&c.passed), 0);
+    start_threads(&t[2], 1, multipass, &c, 0);
+    join_threads(t, 3, NULL);
+    check_multipass(&c, 3);
+    cr_assert_eq(ps_barrier_n_waiting(c.b), 0);
+    ps_barrier_free(c.b);
+}
+
+static bool barrier_has_waiters(ps_barrier_t *b, unsigned n, double timeout)
+{
+    double end = now() + timeout;
+    while (ps_barrier_n_waiting(b) < n) {
+        if (now() > end)
+            return false;
+        sleep_s(0.001);
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ abort/reset */
+
+typedef struct abctx {
+    ps_barrier_t *b, *b2;
+    int n;
+    atomic_int results1, results2, results3;
+    atomic_int unexpected;
+} abctx_t;
+
+/* CPython test_abort */
+static void *abort_f(void *arg)
+{
+    abctx_t *c = arg;
+    unsigned i;
+    int rc = ps_barrier_wait(c->b, 10.0, &i);
+    if (rc != 0) {
+        atomic_fetch_add(&c->unexpected, 1);
+        return NULL;
+    }
+    if (i == (unsigned)c->n / 2) {
+        ps_barrier_abort(c->b);
+        return NULL;
+    }
+    rc = ps_barrier_wait(c->b, 10.0, &i);
+    if (rc == 0)
+        atomic_fetch_add(&c->results1, 1);
+    else if (rc == EPIPE)
+        atomic_fetch_add(&c->results2, 1);
+    else
+        atomic_fetch_add(&c->unexpected, 1);
+    return NULL;
+}
+
+Test(barrier, abort)
+{
+    abctx_t c = { .n = 5 };
+    c.b = ps_barrier_new(5, NULL, NULL, PS_FOREVER, 0);
+    run_threads(c.n, abort_f, &c, 0);
+    cr_assert_eq(atomic_load(&c.unexpected), 0);
+    cr_assert_eq(atomic_load(&c.results1), 0);
+    cr_assert_eq(atomic_load(&c.results2), c.n - 1);
+    cr_assert(ps_barrier_broken(c.b));
+    unsigned idx;
+    CHECK_RC_E(ps_barrier_wait(c.b, 1.0, &idx), EPIPE);   /* later callers */
+    CHECK_RC_E(ps_barrier_wait(c.b, PS_FOREVER, &idx), EPIPE);
+    CHECK_RC_E(ps_barrier_reset(c.b), 0);
+    cr_assert(!ps_barrier_broken(c.b));
+    ps_barrier_free(c.b);
+}
+
+/* CPython test_reset */
+static void *reset_f(void *arg)
+{
+    abctx_t *c = arg;
+    unsigned i;
+    int rc = ps_barrier_wait(c->b, 10.0, &i);
+    if (rc != 0) {
+        atomic_fetch_add(&c->unexpected, 1);
+        return NULL;
+    }
+    if (i == (unsigned)c->n / 2) {
+        if (!barrier_has_waiters(c->b, (unsigned)c->n - 1, 10.0))
+            atomic_fetch_add(&c->unexpected, 1);
+        if (ps_barrier_reset(c->b) != 0)
+            atomic_fetch_add(&c->unexpected, 1);
+    } else {
+        rc = ps_barrier_wait(c->b, 10.0, &i);
+        if (rc == 0)
+            atomic_fetch_add(&c->results1, 1);
+        else if (rc == EPIPE)
+            atomic_fetch_add(&c->results2, 1);
+        else
+            atomic_fetch_add(&c->unexpected, 1);
+    }
+    /* now pass the barrier again */
+    rc = ps_barrier_wait(c->b, 10.0, &i);
+    if (rc == 0)
+        atomic_fetch_add(&c->results3, 1);
+    else
+        atomic_fetch_add(&c->unexpected, 1);
+    return NULL;
+}
+
+Test(barrier, reset)
+{
+    abctx_t c = { .n = 5 };
+    c.b = ps_barrier_new(5, NULL, NULL, PS_FOREVER, 0);
+    run_threads(c.n, reset_f, &c, 0);
+    cr_assert_eq(atomic_load(&c.unexpected), 0, "unexpected results: %d",
+                 atomic_load(&c.unexpected));
+    cr_assert_eq(atomic_load(&c.results1), 0);
+    cr_assert_eq(atomic_load(&c.results2), c.n - 1);
+    cr_assert_eq(atomic_load(&c.results3), c.n);
+    cr_assert(!ps_barrier_broken(c.b));
+    ps_barrier_free(c.b);
+}
+
+/* CPython test_abort_and_reset */
+static void *abort_and_reset_f(void *arg)
+{
+    abctx_t *c = arg;
+    unsigned i;
+    int rc = ps_barrier_wait(c->b, 10.0, &i);
+    if (rc == 0 && i == (unsigned)c->n / 2) {
+        ps_barrier_abort(c->b);
+    } else if (rc == 0) {
+        rc = ps_barrier_wait(c->b, 10.0, &i);
+        if (rc == 0)
+            atomic_fetch_add(&c->results1, 1);
+        else if (rc == EPIPE)
+            atomic_fetch_add(&c->results2, 1);
+        else
+            atomic_fetch_add(&c->unexpected, 1);
+    } else {
+        atomic_fetch_add(&c->unexpected, 1);
+    }
+    /* synchronize and reset: everyone has left b when we reset, nobody enters before */
+    rc = ps_barrier_wait(c->b2, 10.0, &i);
+    if (rc != 0)
+        atomic_fetch_add(&c->unexpected, 1);
+    if (rc == 0 && i == (unsigned)c->n / 2 && ps_barrier_reset(c->b) != 0)
+        atomic_fetch_add(&c->unexpected, 1);
+    if (ps_barrier_wait(c->b2, 10.0, &i) != 0)
+        atomic_fetch_add(&c->unexpected, 1);
+    if (ps_barrier_wait(c->b, 10.0, &i) == 0)
+        atomic_fetch_add(&c->results3, 1);
+    else
+        atomic_fetch_add(&c->unexpected, 1);
+    return NULL;
+}
+
+Test(barrier, abort_and_reset)
+{
+    abctx_t c = { .n = 5 };
+    c.b = ps_barrier_new(5, NULL, NULL, PS_FOREVER, 0);
+    c.b2 = ps_barrier_new(5, NULL, NULL, PS_FOREVER, 0);
+    run_threads(c.n, abort_and_reset_f, &c, 0);
+    cr_assert_eq(atomic_load(&c.unexpected), 0, "unexpected results: %d",
+                 atomic_load(&c.unexpected));
+    cr_assert_eq(atomic_load(&c.results1), 0);
+    cr_assert_eq(atomic_load(&c.results2), c.n - 1);
+    cr_assert_eq(atomic_load(&c.results3), c.n);
+    ps_barrier_free(c.b);
+    ps_barrier_free(c.b2);
+}
+
+/* reset makes current waiters EPIPE and the barrier usable again. */
+Test(barrier, reset_waiters_epipe)
+{
+    bctx_t c = { .rounds = 1, .parties = 3, .timeout = 10.0 };
+    c.b = ps_barrier_new(3, NULL, NULL, PS_FOREVER, 0);
+    pthread_t t[2];
+    start_threads(t, 2, multipass, &c, 0);
+    cr_assert(barrier_has_waiters(c.b, 2, 5.0));
+    CHECK_RC_E(ps_barrier_reset(c.b), 0);
+    join_threads(t, 2, NULL);
+    cr_assert_eq(atomic_load(&c.rc_count[2]), 2, "reset: %d of 2 waiters got EPIPE "
+                 "(0: %d, ETIMEDOUT: %d, other: %d)", atomic_load(&c.rc_count[2]),
+                 atomic_load(&c.rc_count[0]), atomic_load(&c.rc_count[1]),
+                 atomic_load(&c.rc_count[3]));
+    cr_assert(!ps_barrier_broken(c.b));
+    cr_assert_eq(ps_barrier_n_waiting(c.b), 0);
+    /* usable again: full rounds with the same barrier */
+    bctx_t d = { .rounds = 3, .parties = 3, .timeout = 10.0, .b = c.b };
+    pthread_t t3[3];
+    start_threads(t3, 3, multipass, &d, 0);
+    join_threads(t3, 3, NULL);
+    cr_assert_eq(atomic_load(&d.errors), 0, "after reset: ETIMEDOUT %d, EPIPE %d, other %d",
+                 atomic_load(&d.rc_count[1]), atomic_load(&d.rc_count[2]),
+                 atomic_load(&d.rc_count[3]));
+    cr_assert_eq(atomic_load(&d.passed), 9);
+    ps_barrier_free(c.b);
+}
+
+Test(barrier, reset_then_rounds)
+{
+    bctx_t *c = calloc(1, sizeof *c);
+    c->rounds = 1;
+    c->parties = 3;
+    c->timeout = 10.0;
+    c->b = ps_barrier_new(3, count_action, c, PS_FOREVER, 0);
+    pthread_t t[3];
+    start_threads(t, 2, multipass, c, 0);
+    cr_assert(barrier_has_waiters(c->b, 2, 5.0));
+    CHECK_RC(ps_barrier_reset(c->b), 0);
+    join_threads(t, 2, NULL);
+    cr_assert_eq(atomic_load(&c->rc_count[2]), 2);
+    /* fresh bookkeeping, same barrier */
+    ps_barrier_t *b = c->b;
+    memset(c, 0, sizeof *c);
+    c->b = b;
+    c->rounds = 4;
+    c->parties = 3;
+    c->timeout = 10.0;
+    /* the action counter of the barrier is c->action_count (arg c): reset to 0 above */
+    start_threads(t, 3, multipass, c, 0);
+    join_threads(t, 3, NULL);
+    check_multipass(c, 3);
+    cr_assert_eq(atomic_load(&c->action_count), 4);
+    ps_barrier_free(b);
+    free(c);
+}
+
+/* ------------------------------------------------------------------ timeouts */
+
+typedef struct tw {
+    ps_barrier_t *b;
+    double timeout;
+    int rc;
+    double elapsed;
+    bool errno_ok;
+} tw_t;
+
+static void *timed_wait(void *arg)
+{
+    tw_t *w = arg;
+    unsigned idx;
+    w->errno_ok = true;
+    double t0 = now();
+    RECORD_RC_E(&w->rc, &w->errno_ok, ps_barrier_wait(w->b, w->timeout, &idx));
+    w->elapsed = now() - t0;
+    return NULL;
+}
+
+Test(barrier, timeout)
+{
+    ps_barrier_t *b = ps_barrier_new(3, NULL, NULL, PS_FOREVER, 0);
+    tw_t slow = { .b = b, .timeout = 5.0 }, fast = { .b = b, .timeout = 0.2 };
+    pthread_t t[2];
+    start_threads(&t[0], 1, timed_wait, &slow, 0);
+    cr_assert(barrier_has_waiters(b, 1, 5.0));
+    start_threads(&t[1], 1, timed_wait, &fast, 0);
+    join_threads(t, 2, NULL);
+    cr_assert_eq(fast.rc, ETIMEDOUT, "timed-out waiter got %d", fast.rc);
+    cr_assert_geq(fast.elapsed, LOWER_BOUND(0.2), "after %.4f s", fast.elapsed);
+    cr_assert_eq(slow.rc, EPIPE, "other waiter got %d", slow.rc);
+    cr_assert_lt(slow.elapsed, 4.9, "other waiter was not released by the break");
+    cr_assert(fast.errno_ok && slow.errno_ok);
+    cr_assert(ps_barrier_broken(b));
+    unsigned idx;
+    CHECK_RC_E(ps_barrier_wait(b, 1.0, &idx), EPIPE);     /* later callers */
+    CHECK_RC_E(ps_barrier_wait(b, 0.0, &idx), EPIPE);
+    CHECK_RC_E(ps_barrier_reset(b), 0);
+    cr_assert(!ps_barrier_broken(b));
+    /* usable again */
+    bctx_t c = { .rounds = 2, .parties = 3, .timeout = 10.0, .b = b };
+    pthread_t t3[3];
+    start_threads(t3, 3, multipass, &c, 0);
+    join_threads(t3, 3, NULL);
+    cr_assert_eq(atomic_load(&c.passed), 6);
+    ps_barrier_free(b);
+}
+
+Test(barrier, timeout_zero)
+{
+    ps_barrier_t *b = ps_barrier_new(2, NULL, NULL, PS_FOREVER, 0);
+    unsigned idx;
+    CHECK_RC_E(ps_barrier_wait(b, 0.0, &idx), ETIMEDOUT);
+    cr_assert(ps_barrier_broken(b));
+    CHECK_RC_E(ps_barrier_reset(b), 0);
+    ps_barrier_free(b);
+}
+
+Test(barrier, default_timeout)
+{
+    ps_barrier_t *b = ps_barrier_new(2, NULL, NULL, 0.2, 0);
+    tw_t w = { .b = b, .timeout = PS_FOREVER };
+    run_threads(1, timed_wait, &w, 0);
+    cr_assert_eq(w.rc, ETIMEDOUT, "wait(-1) with default timeout 0.2: %d", w.rc);
+    cr_assert_geq(w.elapsed, LOWER_BOUND(0.2), "after %.4f s", w.elapsed);
+    cr_assert(ps_barrier_broken(b));
+    CHECK_RC(ps_barrier_reset(b), 0);
+    /* any negative timeout means "the default" */
+    tw_t w2 = { .b = b, .timeout = -3.0 };
+    run_threads(1, timed_wait, &w2, 0);
+    cr_assert_eq(w2.rc, ETIMEDOUT);
+    cr_assert_geq(w2.elapsed, LOWER_BOUND(0.2));
+    CHECK_RC(ps_barrier_reset(b), 0);
+    /* an explicit timeout overrides the default */
+    tw_t w3 = { .b = b, .timeout = 0.4 };
+    run_threads(1, timed_wait, &w3, 0);
+    cr_assert_eq(w3.rc, ETIMEDOUT);
+    cr_assert_geq(w3.elapsed, LOWER_BOUND(0.4), "explicit 0.4 s, returned after %.4f s",
+                  w3.elapsed);
+    ps_barrier_free(b);
+
+    /* default timeout -1: forever */
+    b = ps_barrier_new(2, NULL, NULL, PS_FOREVER, 0);
+    tw_t w4 = { .b = b, .timeout = PS_FOREVER };
+    pthread_t t;
+    start_threads(&t, 1, timed_wait, &w4, 0);
+    cr_assert(barrier_has_waiters(b, 1, 5.0));
+    sleep_s(0.2);
+    cr_assert_eq(ps_barrier_n_waiting(b), 1);
+    cr_assert(!ps_barrier_broken(b));
+    unsigned idx;
+    CHECK_RC(ps_barrier_wait(b, 5.0, &idx), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w4.rc, 0);
+    ps_barrier_free(b);
+}
+
+Test(barrier, destroy_while_waited_ebusy)
+{
+    ps_barrier_t b;
+    CHECK_RC(ps_barrier_init(&b, 2, NULL, NULL, PS_FOREVER, 0), 0);
+    tw_t w = { .b = &b, .timeout = 10.0 };
+    pthread_t t;
+    start_threads(&t, 1, timed_wait, &w, 0);
+    cr_assert(barrier_has_waiters(&b, 1, 5.0));
+    CHECK_RC_E(ps_barrier_destroy(&b), EBUSY);
+    cr_assert_eq(ps_barrier_n_waiting(&b), 1);
+    CHECK_RC(ps_barrier_abort(&b), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w.rc, EPIPE, "abort: waiter got %d", w.rc);
+    CHECK_RC_E(ps_barrier_destroy(&b), 0);
+}
+
+static void barrier_signal_test(ps_barrier_t *b)
+{
+    tw_t w = { .b = b, .timeout = 0.3 };
+    pthread_t t;
+    start_threads(&t, 1, timed_wait, &w, 0);
+    signal_storm_t s;
+    signal_storm_start(&s, t);
+    join_threads(&t, 1, NULL);
+    signal_storm_stop(&s);
+    cr_assert_eq(w.rc, ETIMEDOUT, "got %d (%s)", w.rc, strerror(w.rc));
+    cr_assert_geq(w.elapsed, LOWER_BOUND(0.3), "after %.4f s", w.elapsed);
+    cr_assert(w.errno_ok);
+    CHECK_RC(ps_barrier_reset(b), 0);
+
+    /* untimed */
+    tw_t w2 = { .b = b, .timeout = PS_FOREVER };
+    start_threads(&t, 1, timed_wait, &w2, 0);
+    cr_assert(barrier_has_waiters(b, 1, 5.0));
+    signal_storm_start(&s, t);
+    sleep_s(0.2);
+    signal_storm_stop(&s);
+    cr_assert_eq(ps_barrier_n_waiting(b), 1, "untimed barrier wait ended by a signal");
+    unsigned idx;
+    CHECK_RC(ps_barrier_wait(b, 5.0, &idx), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w2.rc, 0);
+}
+
+Test(barrier, signal_does_not_end_wait)
+{
+    ps_barrier_t *b = ps_barrier_new(2, NULL, NULL, PS_FOREVER, 0);
+    barrier_signal_test(b);
+    ps_barrier_free(b);
+}
+
+/* ================================================================== PS_SHARED */
+
+typedef struct bshared {
+    ps_barrier_t *b;
+    double timeout;
+    int rounds;
+    atomic_int action_count;
+    atomic_int registered;
+    atomic_int seen[MAXR][MAXP];
+    atomic_int bad;
+} bshared_t;
+
+static void shared_action(void *arg)
+{
+    bshared_t *s = arg;
+    atomic_fetch_add(&s->action_count, 1);
+}
+
+static int bproc(void *arg)
+{
+    bshared_t *s = arg;
+    atomic_fetch_add(&s->registered, 1);
+    for (int r = 0; r < s->rounds; r++) {
+        unsigned idx = 999;
+        int rc = ps_barrier_wait(s->b, s->timeout, &idx);
+        if (rc != 0)
+            return rc;
+        if (idx >= MAXP)
+            return 200;
+        atomic_fetch_add(&s->seen[r][idx], 1);
+        if (atomic_load(&s->action_count) < r + 1)
+            atomic_fetch_add(&s->bad, 1);
+    }
+    return 0;
+}
+
+static void *bthread(void *arg)
+{
+    return (void *)(intptr_t)bproc(arg);
+}
+
+Test(barrier_shared, processes_rounds)
+{
+    bshared_t *s = shm_alloc(sizeof *s);
+    s->b = ps_barrier_new(3, shared_action, s, PS_FOREVER, PS_SHARED);
+    cr_assert_not_null(s->b);
+    s->timeout = 10.0;
+    s->rounds = 8;
+    pid_t pids[3];
+    for (int i = 0; i < 3; i++)
+        pids[i] = fork_child(bproc, s);
+    for (int i = 0; i < 3; i++) {
+        int code = child_wait(pids[i], 20.0);
+        cr_assert_eq(code, 0, "process %d ended with %d", i, code);
+    }
+    for (int r = 0; r < s->rounds; r++)
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(atomic_load(&s->seen[r][i]), 1, "round %d index %d: %d", r, i,
+                         atomic_load(&s->seen[r][i]));
+    cr_assert_eq(atomic_load(&s->action_count), s->rounds);
+    cr_assert_eq(atomic_load(&s->bad), 0, "released before the action ran");
+    ps_barrier_free(s->b);
+    shm_free(s, sizeof *s);
+}
+
+Test(barrier_shared, timeout_and_signal)
+{
+    ps_barrier_t *b = ps_barrier_new(2, NULL, NULL, 0.2, PS_SHARED);
+    unsigned idx;
+    double t0 = now();
+    CHECK_RC_E(ps_barrier_wait(b, PS_FOREVER, &idx), ETIMEDOUT);
+    cr_assert_geq(now() - t0, LOWER_BOUND(0.2));
+    cr_assert(ps_barrier_broken(b));
+    CHECK_RC_E(ps_barrier_wait(b, PS_FOREVER, &idx), EPIPE);
+    CHECK_RC(ps_barrier_reset(b), 0);
+    ps_barrier_free(b);
+
+    b = ps_barrier_new(2, NULL, NULL, PS_FOREVER, PS_SHARED);
+    barrier_signal_test(b);
+    ps_barrier_free(b);
+}
+
+Test(barrier_shared, abort_wakes_other_process)
+{
+    bshared_t *s = shm_alloc(sizeof *s);
+    s->b = ps_barrier_new(3, NULL, NULL, PS_FOREVER, PS_SHARED);
+    s->timeout = 10.0;
+    s->rounds = 1;
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++)
+        pids[i] = fork_child(bproc, s);
+    cr_assert(barrier_has_waiters(s->b, 2, 5.0));
+    CHECK_RC(ps_barrier_abort(s->b), 0);
+    for (int i = 0; i < 2; i++) {
+        int code = child_wait(pids[i], 10.0);
+        cr_assert_eq(code, EPIPE, "process %d: %d", i, code);
+    }
+    ps_barrier_free(s->b);
+    shm_free(s, sizeof *s);
+}
+
+/* Two waiting processes are SIGKILLed; after a reset, five rounds of new waiters
+ * (processes on even rounds, threads on odd ones) pass exactly as before. */
+Test(barrier_shared, waiter_killed)
+{
+    bshared_t *s = shm_alloc(sizeof *s);
+    s->b = ps_barrier_new(3, shared_action, s, PS_FOREVER, PS_SHARED);
+    s->timeout = 20.0;
+    s->rounds = 1;
+    pid_t dead[2];
+    for (int i = 0; i < 2; i++)
+        dead[i] = fork_child(bproc, s);
+    cr_assert(barrier_has_waiters(s->b, 2, 5.0));
+    sleep_s(0.05);
+    for (int i = 0; i < 2; i++)
+        child_kill(dead[i]);
+    CHECK_RC_E(ps_barrier_reset(s->b), 0);
+    cr_expect_eq(ps_barrier_n_waiting(s->b), 0, "n_waiting after reset: %u",
+                 ps_barrier_n_waiting(s->b));
+    cr_assert(!ps_barrier_broken(s->b));
+
+    s->timeout = 5.0;
+    for (int round = 0; round < 5; round++) {
+        memset(s->seen, 0, sizeof s->seen);
+        atomic_store(&s->action_count, 0);
+        pid_t pids[3];
+        pthread_t t[3];
+        if (round % 2 == 0)
+            for (int i = 0; i < 3; i++)
+                pids[i] = fork_child(bproc, s);
+        else
+            start_threads(t, 3, bthread, s, 0);
+        if (round % 2 == 0) {
+            for (int i = 0; i < 3; i++) {
+                int code = child_wait(pids[i], 10.0);
+                cr_assert_eq(code, 0, "round %d: waiter process got %d", round, code);
+            }
+        } else {
+            void *r[3];
+            join_threads(t, 3, r);
+            for (int i = 0; i < 3; i++)
+                cr_assert_eq((int)(intptr_t)r[i], 0, "round %d: waiter thread got %d", round,
+                             (int)(intptr_t)r[i]);
+        }
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(atomic_load(&s->seen[0][i]), 1, "round %d: index %d seen %d times",
+                         round, i, atomic_load(&s->seen[0][i]));
+        cr_assert_eq(atomic_load(&s->action_count), 1);
+    }
+    ps_barrier_free(s->b);
+    shm_free(s, sizeof *s);
+}
+
+/* ================================================================== destroy races */
+
+/* The last arrival destroys the barrier as soon as its wait returns: EBUSY is fine
+ * while the others are still leaving wait, but once destroy returns 0 nobody may
+ * touch the barrier (its page is unmapped). */
+static void destroy_after_trip(int flags)
+{
+    for (int iter = 0; iter < 20; iter++) {
+        ps_barrier_t *b = page_alloc();
+        CHECK_RC(ps_barrier_init(b, 3, NULL, NULL, PS_FOREVER, flags), 0);
+        tw_t w[2] = { { .b = b, .timeout = 5.0 }, { .b = b, .timeout = 5.0 } };
+        pthread_t t[2];
+        start_threads(t, 2, timed_wait, w, sizeof w[0]);
+        cr_assert(barrier_has_waiters(b, 2, 5.0));
+        unsigned idx;
+        CHECK_RC(ps_barrier_wait(b, 5.0, &idx), 0);
+        int rc;
+        DESTROY_RETRY(rc, ps_barrier_destroy(b));
+        cr_assert_eq(rc, 0, "iteration %d: destroy after the round: %d", iter, rc);
+        page_free(b);
+        join_threads(t, 2, NULL);
+        cr_assert_eq(w[0].rc, 0, "iteration %d: %d", iter, w[0].rc);
+        cr_assert_eq(w[1].rc, 0, "iteration %d: %d", iter, w[1].rc);
+    }
+}
+
+Test(barrier, destroy_right_after_trip) { destroy_after_trip(0); }
+Test(barrier_shared, destroy_right_after_trip) { destroy_after_trip(PS_SHARED); }
+
+/* abort, then destroy at once: same rule. */
+static void destroy_after_abort(int flags)
+{
+    for (int iter = 0; iter < 20; iter++) {
+        ps_barrier_t *b = page_alloc();
+        CHECK_RC(ps_barrier_init(b, 3, NULL, NULL, PS_FOREVER, flags), 0);
+        tw_t w[2] = { { .b = b, .timeout = 5.0 }, { .b = b, .timeout = 5.0 } };
+        pthread_t t[2];
+        start_threads(t, 2, timed_wait, w, sizeof w[0]);
+        cr_assert(barrier_has_waiters(b, 2, 5.0));
+        CHECK_RC(ps_barrier_abort(b), 0);
+        int rc;
+        DESTROY_RETRY(rc, ps_barrier_destroy(b));
+        cr_assert_eq(rc, 0, "iteration %d: destroy after abort: %d", iter, rc);
+        page_free(b);
+        join_threads(t, 2, NULL);
+        cr_assert_eq(w[0].rc, EPIPE, "iteration %d: %d", iter, w[0].rc);
+        cr_assert_eq(w[1].rc, EPIPE, "iteration %d: %d", iter, w[1].rc);
+    }
+}
+
+Test(barrier, destroy_right_after_abort) { destroy_after_abort(0); }
+Test(barrier_shared, destroy_right_after_abort) { destroy_after_abort(PS_SHARED); }

@@ -1,0 +1,1019 @@
+/* tests/test_condition.c - ps_condition_t (threading.Condition).
+ * Ports of CPython Lib/test/lock_tests.py ConditionTests, plus FIFO order, recursion
+ * depth across wait, error codes, errno, signals, PS_SHARED and waiter death. */
+#include <criterion/criterion.h>
+#include <pysync/threading.h>
+
+#include "helpers.h"
+
+TestSuite(condition, .timeout = 30);
+TestSuite(condition_shared, .timeout = 40);
+
+enum { MAXW = 16 };
+
+/* State shared by the waiters of one test (may live in MAP_SHARED memory). */
+typedef struct cstate {
+    ps_condition_t *cond;
+    double timeout;
+    atomic_int registered;   /* bumped under the lock right before wait */
+    atomic_int returned;     /* bumped under the lock right after wait */
+    int order[MAXW];         /* ids in the order they came back from wait (under lock) */
+    int norder;
+    int state;               /* for wait_for predicates (under lock) */
+    int target;
+} cstate_t;
+
+typedef struct waiter {
+    cstate_t *s;
+    int id;
+    int acq_rc;
+    int rc;
+    int rel_rc;
+    double elapsed;
+    bool errno_ok;
+} waiter_t;
+
+static void *cond_waiter(void *arg)
+{
+    waiter_t *w = arg;
+    cstate_t *s = w->s;
+    w->errno_ok = true;
+    w->acq_rc = ps_condition_acquire(s->cond, true, 10.0);
+    if (w->acq_rc != 0)
+        return NULL;
+    atomic_fetch_add(&s->registered, 1);
+    double t0 = now();
+    RECORD_RC_E(&w->rc, &w->errno_ok, ps_condition_wait(s->cond, s->timeout));
+    w->elapsed = now() - t0;
+    s->order[s->norder++ % MAXW] = w->id;
+    atomic_fetch_add(&s->returned, 1);
+    w->rel_rc = ps_condition_release(s->cond);
+    return NULL;
+}
+
+/* Waits until n waiters registered, then takes and drops the lock: they are all
+ * inside wait (they registered while holding it). */
+static void all_waiting(cstate_t *s, int n)
+{
+    cr_assert(wait_count(&s->registered, n, 10.0), "only %d of %d waiters registered",
+              atomic_load(&s->registered), n);
+    CHECK_RC(ps_condition_acquire(s->cond, true, 10.0), 0);
+    CHECK_RC(ps_condition_release(s->cond), 0);
+}
+
+static void notify_locked(cstate_t *s, unsigned n, bool all)
+{
+    CHECK_RC(ps_condition_acquire(s->cond, true, 10.0), 0);
+    if (all)
+        CHECK_RC_E(ps_condition_notify_all(s->cond), 0);
+    else
+        CHECK_RC_E(ps_condition_notify(s->cond, n), 0);
+    CHECK_RC(ps_condition_release(s->cond), 0);
+}
+
+/* ------------------------------------------------------------------ basics */
+
+Test(condition, constructor)
+{
+    ps_condition_t c;
+    CHECK_RC_E(ps_condition_init(&c, NULL, 0), 0);
+    CHECK_RC_E(ps_condition_destroy(&c), 0);
+    ps_rlock_t rl;
+    CHECK_RC(ps_rlock_init(&rl, 0), 0);
+    CHECK_RC_E(ps_condition_init(&c, &rl, 0), 0);
+    CHECK_RC_E(ps_condition_destroy(&c), 0);
+    CHECK_RC(ps_rlock_destroy(&rl), 0);
+    ps_condition_t *p = ps_condition_new(NULL, 0);
+    cr_assert_not_null(p);
+    ps_condition_free(p);
+    ps_condition_free(NULL);
+}
+
+static bool pred_true(void *arg) { (void)arg; return true; }
+static bool pred_false(void *arg) { (void)arg; return false; }
+
+Test(condition, null_object_einval)
+{
+    CHECK_RC_E(ps_condition_init(NULL, NULL, 0), EINVAL);
+    CHECK_RC_E(ps_condition_destroy(NULL), EINVAL);
+    CHECK_RC_E(ps_condition_acquire(NULL, true, PS_FOREVER), EINVAL);
+    CHECK_RC_E(ps_condition_release(NULL), EINVAL);
+    CHECK_RC_E(ps_condition_wait(NULL, 0.1), EINVAL);
+    CHECK_RC_E(ps_condition_wait_for(NULL, pred_true, NULL, 0.1), EINVAL);
+    CHECK_RC_E(ps_condition_notify(NULL, 1), EINVAL);
+    CHECK_RC_E(ps_condition_notify_all(NULL), EINVAL);
+}
+
+Test(condition, bad_arguments_einval)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    CHECK_RC_E(ps_condition_acquire(c, false, 1.0), EINVAL);
+    CHECK_RC_E(ps_condition_acquire(c, true, NAN), EINVAL);
+    CHECK_RC_E(ps_condition_release(c), EPERM);        /* none of those took it */
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC_E(ps_condition_wait(c, NAN), EINVAL);
+    CHECK_RC_E(ps_condition_wait_for(c, pred_false, NULL, NAN), EINVAL);
+    CHECK_RC_E(ps_condition_release(c), 0);            /* still held once after EINVAL */
+    CHECK_RC_E(ps_condition_release(c), EPERM);
+    ps_condition_free(c);
+}
+
+typedef struct probe {
+    ps_rlock_t *rl;
+    ps_condition_t *c;
+    int rc;
+} probe_t;
+
+static void *probe_rlock(void *arg)
+{
+    probe_t *p = arg;
+    p->rc = ps_rlock_acquire(p->rl, false, PS_FOREVER);
+    if (p->rc == 0)
+        ps_rlock_release(p->rl);
+    return NULL;
+}
+
+static void *probe_cond(void *arg)
+{
+    probe_t *p = arg;
+    p->rc = ps_condition_acquire(p->c, false, PS_FOREVER);
+    if (p->rc == 0)
+        ps_condition_release(p->c);
+    return NULL;
+}
+
+Test(condition, acquire)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    /* default lock is an RLock */
+    CHECK_RC_E(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC_E(ps_condition_acquire(c, false, PS_FOREVER), 0);
+    probe_t pr = { .c = c };
+    run_threads(1, probe_cond, &pr, 0);
+    cr_assert_eq(pr.rc, EAGAIN, "other thread got a held condition: %d", pr.rc);
+    CHECK_RC_E(ps_condition_release(c), 0);
+    CHECK_RC_E(ps_condition_release(c), 0);
+    CHECK_RC_E(ps_condition_release(c), EPERM);
+    run_threads(1, probe_cond, &pr, 0);
+    cr_assert_eq(pr.rc, 0);
+    ps_condition_free(c);
+
+    /* a given RLock is the condition's lock */
+    ps_rlock_t *rl = ps_rlock_new(0);
+    c = ps_condition_new(rl, 0);
+    cr_assert_not_null(c);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    pr.rl = rl;
+    run_threads(1, probe_rlock, &pr, 0);
+    cr_assert_eq(pr.rc, EAGAIN, "condition acquire did not take the given RLock: %d", pr.rc);
+    CHECK_RC(ps_condition_release(c), 0);
+    run_threads(1, probe_rlock, &pr, 0);
+    cr_assert_eq(pr.rc, 0);
+    CHECK_RC(ps_rlock_acquire(rl, true, PS_FOREVER), 0);
+    pr.c = c;
+    run_threads(1, probe_cond, &pr, 0);
+    cr_assert_eq(pr.rc, EAGAIN, "RLock held, condition acquire got %d", pr.rc);
+    CHECK_RC(ps_condition_release(c), 0);      /* same lock: releases the RLock */
+    CHECK_RC(ps_rlock_release(rl), EPERM);
+    ps_condition_free(c);
+    ps_rlock_free(rl);
+}
+
+Test(condition, unacquired_wait)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    CHECK_RC_E(ps_condition_wait(c, 0.1), EPERM);
+    CHECK_RC_E(ps_condition_wait(c, PS_FOREVER), EPERM);
+    CHECK_RC_E(ps_condition_wait_for(c, pred_false, NULL, 0.1), EPERM);
+    CHECK_RC_E(ps_condition_release(c), EPERM);
+    ps_condition_free(c);
+}
+
+Test(condition, unacquired_notify)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    CHECK_RC_E(ps_condition_notify(c, 1), EPERM);
+    CHECK_RC_E(ps_condition_notify_all(c), EPERM);
+    ps_condition_free(c);
+}
+
+typedef struct other_ctx {
+    ps_condition_t *c;
+    int wait_rc, notify_rc, all_rc, rel_rc;
+} other_ctx_t;
+
+static void *other_thread_ops(void *arg)
+{
+    other_ctx_t *o = arg;
+    o->wait_rc = ps_condition_wait(o->c, 0.1);
+    o->notify_rc = ps_condition_notify(o->c, 1);
+    o->all_rc = ps_condition_notify_all(o->c);
+    o->rel_rc = ps_condition_release(o->c);
+    return NULL;
+}
+
+Test(condition, wait_notify_by_non_owner_eperm)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);   /* main holds it */
+    other_ctx_t o = { .c = c };
+    run_threads(1, other_thread_ops, &o, 0);
+    cr_assert_eq(o.wait_rc, EPERM, "wait: %d", o.wait_rc);
+    cr_assert_eq(o.notify_rc, EPERM, "notify: %d", o.notify_rc);
+    cr_assert_eq(o.all_rc, EPERM, "notify_all: %d", o.all_rc);
+    cr_assert_eq(o.rel_rc, EPERM, "release: %d", o.rel_rc);
+    CHECK_RC(ps_condition_release(c), 0);
+    ps_condition_free(c);
+}
+
+Test(condition, notify_without_waiters)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC_E(ps_condition_notify(c, 1), 0);
+    CHECK_RC_E(ps_condition_notify(c, 100), 0);
+    CHECK_RC_E(ps_condition_notify_all(c), 0);
+    /* notifications are not remembered: a later wait times out */
+    double t0 = now();
+    CHECK_RC_E(ps_condition_wait(c, 0.1), ETIMEDOUT);
+    cr_assert_geq(now() - t0, LOWER_BOUND(0.1));
+    CHECK_RC(ps_condition_release(c), 0);
+    ps_condition_free(c);
+}
+
+/* ------------------------------------------------------------------ notify */
+
+/* Deterministic port of ConditionTests._check_notify: notify(n) wakes at most n. */
+static void check_notify(ps_condition_t *c)
+{
+    enum { N = 5 };
+    cstate_t s = { .cond = c, .timeout = 10.0 };
+    waiter_t w[N];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < N; i++) {
+        w[i].s = &s;
+        w[i].id = i;
+    }
+    pthread_t t[N];
+    start_threads(t, N, cond_waiter, w, sizeof w[0]);
+    all_waiting(&s, N);
+    cr_assert_eq(atomic_load(&s.returned), 0);
+
+    notify_locked(&s, 2, false);
+    cr_assert(wait_count(&s.returned, 2, 5.0), "notify(2) woke %d", atomic_load(&s.returned));
+    sleep_s(0.1);
+    cr_assert_eq(atomic_load(&s.returned), 2, "notify(2) woke %d waiters",
+                 atomic_load(&s.returned));
+
+    notify_locked(&s, 1, false);
+    cr_assert(wait_count(&s.returned, 3, 5.0));
+    sleep_s(0.1);
+    cr_assert_eq(atomic_load(&s.returned), 3, "notify(1) woke more than one");
+
+    notify_locked(&s, 0, true);   /* notify_all: the other 2 */
+    join_threads(t, N, NULL);
+    cr_assert_eq(atomic_load(&s.returned), N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(w[i].acq_rc, 0);
+        cr_assert_eq(w[i].rc, 0, "waiter %d: wait returned %d", i, w[i].rc);
+        cr_assert_eq(w[i].rel_rc, 0, "waiter %d: release after wait %d", i, w[i].rel_rc);
+        cr_assert(w[i].errno_ok, "waiter %d: errno changed", i);
+    }
+}
+
+Test(condition, notify)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    check_notify(c);
+    check_notify(c);  /* a second time, internal state still ok */
+    ps_condition_free(c);
+}
+
+Test(condition, notify_more_than_waiters)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    enum { N = 3 };
+    cstate_t s = { .cond = c, .timeout = 10.0 };
+    waiter_t w[N];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < N; i++)
+        w[i].s = &s;
+    pthread_t t[N];
+    start_threads(t, N, cond_waiter, w, sizeof w[0]);
+    all_waiting(&s, N);
+    notify_locked(&s, 10, false);
+    join_threads(t, N, NULL);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(w[i].rc, 0);
+    /* the surplus is not stored for later waiters */
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC(ps_condition_wait(c, 0.1), ETIMEDOUT);
+    CHECK_RC(ps_condition_release(c), 0);
+    ps_condition_free(c);
+}
+
+Test(condition, notify_all)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    enum { N = 8 };
+    for (int round = 0; round < 3; round++) {
+        cstate_t s = { .cond = c, .timeout = 10.0 };
+        waiter_t w[N];
+        memset(w, 0, sizeof w);
+        for (int i = 0; i < N; i++)
+            w[i].s = &s;
+        pthread_t t[N];
+        start_threads(t, N, cond_waiter, w, sizeof w[0]);
+        all_waiting(&s, N);
+        sleep_s(0.02);
+        cr_assert_eq(atomic_load(&s.returned), 0, "a waiter returned without notify");
+        notify_locked(&s, 0, true);
+        join_threads(t, N, NULL);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(w[i].rc, 0, "round %d waiter %d: %d", round, i, w[i].rc);
+    }
+    ps_condition_free(c);
+}
+
+/* Waiters start one at a time; each registers under the lock right before waiting,
+ * so the order in which they started waiting is known. notify(1) wakes the oldest. */
+static void check_fifo(ps_condition_t *c)
+{
+    enum { N = 8 };
+    cstate_t s = { .cond = c, .timeout = 10.0 };
+    waiter_t w[N];
+    memset(w, 0, sizeof w);
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        w[i].s = &s;
+        w[i].id = i;
+        start_threads(&t[i], 1, cond_waiter, &w[i], 0);
+        all_waiting(&s, i + 1);
+    }
+    for (int k = 0; k < N; k++) {
+        notify_locked(&s, 1, false);
+        cr_assert(wait_count(&s.returned, k + 1, 5.0), "notify(1) #%d woke nobody", k);
+    }
+    join_threads(t, N, NULL);
+    for (int k = 0; k < N; k++)
+        cr_assert_eq(s.order[k], k, "wake #%d went to waiter %d (expected %d): not FIFO",
+                     k, s.order[k], k);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(w[i].rc, 0);
+}
+
+Test(condition, notify_fifo)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    check_fifo(c);
+    ps_condition_free(c);
+}
+
+/* notify(2) wakes the two oldest. */
+Test(condition, notify_n_fifo)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    enum { N = 6 };
+    cstate_t s = { .cond = c, .timeout = 10.0 };
+    waiter_t w[N];
+    memset(w, 0, sizeof w);
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        w[i].s = &s;
+        w[i].id = i;
+        start_threads(&t[i], 1, cond_waiter, &w[i], 0);
+        all_waiting(&s, i + 1);
+    }
+    for (int k = 0; k < N; k += 2) {
+        notify_locked(&s, 2, false);
+        cr_assert(wait_count(&s.returned, k + 2, 5.0));
+        int a = s.order[k], b = s.order[k + 1];
+        cr_assert((a == k && b == k + 1) || (a == k + 1 && b == k),
+                  "notify(2) #%d woke %d and %d, expected %d and %d", k / 2, a, b, k, k + 1);
+    }
+    join_threads(t, N, NULL);
+    ps_condition_free(c);
+}
+
+/* ------------------------------------------------------------------ timeouts */
+
+Test(condition, timeout)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    enum { N = 5 };
+    cstate_t s = { .cond = c, .timeout = 0.2 };
+    waiter_t w[N];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < N; i++)
+        w[i].s = &s;
+    run_threads(N, cond_waiter, w, sizeof w[0]);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(w[i].rc, ETIMEDOUT, "waiter %d: %d", i, w[i].rc);
+        cr_assert_geq(w[i].elapsed, LOWER_BOUND(0.2), "waiter %d: %.4f s", i, w[i].elapsed);
+        cr_assert_eq(w[i].rel_rc, 0, "lock not re-acquired after a timed-out wait");
+        cr_assert(w[i].errno_ok);
+    }
+    /* main: timeout 0 does not block */
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC_E(ps_condition_wait(c, 0.0), ETIMEDOUT);
+    CHECK_RC(ps_condition_release(c), 0);
+    ps_condition_free(c);
+}
+
+static bool state_reached(void *arg)
+{
+    cstate_t *s = arg;
+    return s->state >= s->target;
+}
+
+typedef struct wf_ctx {
+    cstate_t *s;
+    int rc, rel_rc;
+    double elapsed;
+    bool pred_on_return;
+    bool errno_ok;
+} wf_ctx_t;
+
+static void *waitfor_thread(void *arg)
+{
+    wf_ctx_t *w = arg;
+    w->errno_ok = true;
+    if (ps_condition_acquire(w->s->cond, true, 10.0) != 0)
+        return NULL;
+    atomic_fetch_add(&w->s->registered, 1);
+    double t0 = now();
+    RECORD_RC_E(&w->rc, &w->errno_ok,
+                ps_condition_wait_for(w->s->cond, state_reached, w->s, w->s->timeout));
+    w->elapsed = now() - t0;
+    w->pred_on_return = state_reached(w->s);
+    w->rel_rc = ps_condition_release(w->s->cond);
+    return NULL;
+}
+
+Test(condition, waitfor)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    cstate_t s = { .cond = c, .timeout = 10.0, .target = 4 };
+    wf_ctx_t w = { .s = &s };
+    pthread_t t;
+    start_threads(&t, 1, waitfor_thread, &w, 0);
+    all_waiting(&s, 1);
+    for (int i = 0; i < 4; i++) {
+        sleep_s(0.01);
+        CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+        s.state++;
+        CHECK_RC(ps_condition_notify(c, 1), 0);
+        CHECK_RC(ps_condition_release(c), 0);
+    }
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w.rc, 0, "wait_for returned %d", w.rc);
+    cr_assert(w.pred_on_return);
+    cr_assert_eq(w.rel_rc, 0);
+    cr_assert(w.errno_ok);
+    ps_condition_free(c);
+}
+
+Test(condition, waitfor_timeout)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    cstate_t s = { .cond = c, .timeout = 0.2, .target = 4 };
+    wf_ctx_t w = { .s = &s };
+    pthread_t t;
+    start_threads(&t, 1, waitfor_thread, &w, 0);
+    all_waiting(&s, 1);
+    /* a notify with the predicate still false: wait_for keeps waiting */
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC(ps_condition_notify(c, 1), 0);
+    CHECK_RC(ps_condition_release(c), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w.rc, ETIMEDOUT, "wait_for returned %d", w.rc);
+    cr_assert_geq(w.elapsed, LOWER_BOUND(0.2), "after %.4f s", w.elapsed);
+    cr_assert_eq(w.rel_rc, 0);
+    cr_assert(w.errno_ok);
+
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    /* predicate already true: 0 at once, even with timeout 0 */
+    CHECK_RC_E(ps_condition_wait_for(c, pred_true, NULL, 0.0), 0);
+    CHECK_RC_E(ps_condition_wait_for(c, pred_true, NULL, PS_FOREVER), 0);
+    /* predicate false, timeout 0 */
+    CHECK_RC_E(ps_condition_wait_for(c, pred_false, NULL, 0.0), ETIMEDOUT);
+    double t0 = now();
+    CHECK_RC_E(ps_condition_wait_for(c, pred_false, NULL, 0.2), ETIMEDOUT);
+    cr_assert_geq(now() - t0, LOWER_BOUND(0.2));
+    CHECK_RC(ps_condition_release(c), 0);
+    CHECK_RC(ps_condition_release(c), EPERM);
+    ps_condition_free(c);
+}
+
+/* The predicate becomes true just as the timeout expires: 0 if true on return. */
+static bool after_deadline(void *arg)
+{
+    return now() >= *(double *)arg;
+}
+
+Test(condition, waitfor_true_on_return)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    double when = now() + 0.1;
+    int rc = ps_condition_wait_for(c, after_deadline, &when, 0.1);
+    cr_assert_eq(rc, 0, "predicate true on return, got %d", rc);
+    CHECK_RC(ps_condition_release(c), 0);
+    ps_condition_free(c);
+}
+
+/* ------------------------------------------------------------------ recursion */
+
+typedef struct rec_ctx {
+    ps_condition_t *c;
+    ps_rlock_t *rl;          /* NULL: use condition acquire/release */
+    int depth;
+    atomic_int in_wait;
+    int wait_rc;
+    int rel_rc[8];
+    int extra_rc;
+} rec_ctx_t;
+
+static int rec_acquire(rec_ctx_t *r)
+{
+    return r->rl ? ps_rlock_acquire(r->rl, true, 10.0) : ps_condition_acquire(r->c, true, 10.0);
+}
+
+static int rec_release(rec_ctx_t *r)
+{
+    return r->rl ? ps_rlock_release(r->rl) : ps_condition_release(r->c);
+}
+
+static void *rec_waiter(void *arg)
+{
+    rec_ctx_t *r = arg;
+    for (int i = 0; i < r->depth; i++)
+        if (rec_acquire(r) != 0)
+            return NULL;
+    atomic_store(&r->in_wait, 1);
+    r->wait_rc = ps_condition_wait(r->c, 10.0);
+    for (int i = 0; i < r->depth; i++)
+        r->rel_rc[i] = rec_release(r);
+    r->extra_rc = rec_release(r);
+    return NULL;
+}
+
+static void check_recursive_wait(ps_condition_t *c, ps_rlock_t *rl)
+{
+    rec_ctx_t r = { .c = c, .rl = rl, .depth = 3, .extra_rc = -1 };
+    pthread_t t;
+    start_threads(&t, 1, rec_waiter, &r, 0);
+    cr_assert(wait_count(&r.in_wait, 1, 5.0));
+    /* the lock is released completely while the owner waits */
+    int rc = ps_condition_acquire(c, true, 5.0);
+    cr_assert_eq(rc, 0, "lock held recursively (depth 3) not released by wait: %d", rc);
+    if (rl) {
+        CHECK_RC(ps_rlock_acquire(rl, false, PS_FOREVER), 0);
+        CHECK_RC(ps_rlock_release(rl), 0);
+    }
+    CHECK_RC(ps_condition_notify(c, 1), 0);
+    CHECK_RC(ps_condition_release(c), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(r.wait_rc, 0);
+    for (int i = 0; i < r.depth; i++)
+        cr_assert_eq(r.rel_rc[i], 0, "release %d of %d after wait: %d (depth not restored)",
+                     i + 1, r.depth, r.rel_rc[i]);
+    cr_assert_eq(r.extra_rc, EPERM, "release %d after wait: %d (depth too big)",
+                 r.depth + 1, r.extra_rc);
+}
+
+Test(condition, wait_releases_recursive_lock)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    check_recursive_wait(c, NULL);
+    ps_condition_free(c);
+
+    ps_rlock_t *rl = ps_rlock_new(0);
+    c = ps_condition_new(rl, 0);
+    check_recursive_wait(c, rl);
+    ps_condition_free(c);
+    ps_rlock_free(rl);
+}
+
+Test(condition, timed_out_wait_restores_depth)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC(ps_condition_wait(c, 0.05), ETIMEDOUT);
+    for (int i = 0; i < 4; i++)
+        CHECK_RC(ps_condition_release(c), 0);
+    CHECK_RC(ps_condition_release(c), EPERM);
+    ps_condition_free(c);
+}
+
+/* ------------------------------------------------------------------ misc */
+
+Test(condition, destroy_while_waited_ebusy)
+{
+    ps_condition_t cond;
+    CHECK_RC(ps_condition_init(&cond, NULL, 0), 0);
+    cstate_t s = { .cond = &cond, .timeout = 10.0 };
+    waiter_t w = { .s = &s };
+    pthread_t t;
+    start_threads(&t, 1, cond_waiter, &w, 0);
+    all_waiting(&s, 1);
+    CHECK_RC_E(ps_condition_destroy(&cond), EBUSY);
+    notify_locked(&s, 1, false);     /* still fully usable */
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w.rc, 0);
+    CHECK_RC_E(ps_condition_destroy(&cond), 0);
+}
+
+Test(condition, signal_does_not_end_wait)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    cstate_t s = { .cond = c, .timeout = 0.3 };
+    waiter_t w = { .s = &s };
+    pthread_t t;
+    start_threads(&t, 1, cond_waiter, &w, 0);
+    signal_storm_t st;
+    signal_storm_start(&st, t);
+    join_threads(&t, 1, NULL);
+    signal_storm_stop(&st);
+    cr_assert_eq(w.rc, ETIMEDOUT, "got %d (%s)", w.rc, strerror(w.rc));
+    cr_assert_geq(w.elapsed, LOWER_BOUND(0.3), "after %.4f s", w.elapsed);
+    cr_assert(w.errno_ok);
+
+    /* untimed wait: survives signals, then is notified */
+    cstate_t s2 = { .cond = c, .timeout = PS_FOREVER };
+    waiter_t w2 = { .s = &s2 };
+    start_threads(&t, 1, cond_waiter, &w2, 0);
+    all_waiting(&s2, 1);
+    signal_storm_start(&st, t);
+    sleep_s(0.2);
+    signal_storm_stop(&st);
+    cr_assert_eq(atomic_load(&s2.returned), 0, "untimed wait returned %d on a signal", w2.rc);
+    notify_locked(&s2, 1, false);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w2.rc, 0);
+    ps_condition_free(c);
+}
+
+/* Producer/consumer with exact accounting (4 producers, 4 consumers). */
+enum { PC_N = 4, PC_ITEMS = 5000, PC_CAP = 8 };
+
+typedef struct pc {
+    ps_condition_t *c;
+    int buf[PC_CAP];
+    int head, count;
+    long sum;
+    int taken;
+    atomic_int errors;
+} pc_t;
+
+static bool pc_not_full(void *arg) { return ((pc_t *)arg)->count < PC_CAP; }
+static bool pc_not_empty(void *arg)
+{
+    pc_t *p = arg;
+    return p->count > 0 || p->taken >= PC_N * PC_ITEMS;
+}
+
+static void *producer(void *arg)
+{
+    pc_t *p = arg;
+    for (int i = 1; i <= PC_ITEMS; i++) {
+        if (ps_condition_acquire(p->c, true, 10.0) != 0 ||
+            ps_condition_wait_for(p->c, pc_not_full, p, 10.0) != 0) {
+            atomic_fetch_add(&p->errors, 1);
+            return NULL;
+        }
+        p->buf[(p->head + p->count) % PC_CAP] = i;
+        p->count++;
+        ps_condition_notify_all(p->c);
+        ps_condition_release(p->c);
+    }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    pc_t *p = arg;
+    for (;;) {
+        if (ps_condition_acquire(p->c, true, 10.0) != 0 ||
+            ps_condition_wait_for(p->c, pc_not_empty, p, 10.0) != 0) {
+            atomic_fetch_add(&p->errors, 1);
+            return NULL;
+        }
+        if (p->count == 0) {          /* all taken */
+            ps_condition_release(p->c);
+            return NULL;
+        }
+        p->sum += p->buf[p->head];
+        p->head = (p->head + 1) % PC_CAP;
+        p->count--;
+        p->taken++;
+        ps_condition_notify_all(p->c);
+        ps_condition_release(p->c);
+    }
+}
+
+Test(condition, producer_consumer_exact)
+{
+    pc_t p = { .c = ps_condition_new(NULL, 0) };
+    pthread_t prod[PC_N], cons[PC_N];
+    start_threads(cons, PC_N, consumer, &p, 0);
+    start_threads(prod, PC_N, producer, &p, 0);
+    join_threads(prod, PC_N, NULL);
+    join_threads(cons, PC_N, NULL);
+    cr_assert_eq(atomic_load(&p.errors), 0);
+    cr_assert_eq(p.taken, PC_N * PC_ITEMS);
+    cr_assert_eq(p.sum, (long)PC_N * PC_ITEMS * (PC_ITEMS + 1) / 2);
+    ps_condition_free(p.c);
+}
+
+/* ================================================================== PS_SHARED */
+
+static int proc_waiter(void *arg)
+{
+    /* returns the wait result; 100 + x for setup failures */
+    cstate_t *s = arg;
+    int rc = ps_condition_acquire(s->cond, true, 10.0);
+    if (rc != 0)
+        return 100 + rc;
+    atomic_fetch_add(&s->registered, 1);
+    rc = ps_condition_wait(s->cond, s->timeout);
+    atomic_fetch_add(&s->returned, 1);
+    int rel = ps_condition_release(s->cond);
+    return rel ? 100 + rel : rc;
+}
+
+Test(condition_shared, basics)
+{
+    ps_condition_t *c = ps_condition_new(NULL, PS_SHARED);
+    cr_assert_not_null(c);
+    CHECK_RC_E(ps_condition_wait(c, 0.1), EPERM);
+    CHECK_RC_E(ps_condition_notify(c, 1), EPERM);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    double t0 = now();
+    CHECK_RC_E(ps_condition_wait(c, 0.2), ETIMEDOUT);
+    cr_assert_geq(now() - t0, LOWER_BOUND(0.2));
+    CHECK_RC_E(ps_condition_notify(c, 1), 0);
+    CHECK_RC_E(ps_condition_notify_all(c), 0);
+    CHECK_RC(ps_condition_release(c), 0);
+    CHECK_RC(ps_condition_release(c), 0);
+    CHECK_RC(ps_condition_release(c), EPERM);
+    ps_condition_free(c);
+
+    ps_rlock_t *rl = ps_rlock_new(PS_SHARED);
+    c = ps_condition_new(rl, PS_SHARED);
+    cr_assert_not_null(c);
+    check_recursive_wait(c, rl);
+    ps_condition_free(c);
+    ps_rlock_free(rl);
+}
+
+Test(condition_shared, recursive_wait_own_lock)
+{
+    ps_condition_t *c = ps_condition_new(NULL, PS_SHARED);
+    check_recursive_wait(c, NULL);
+    ps_condition_free(c);
+}
+
+Test(condition_shared, notify_other_process)
+{
+    cstate_t *s = shm_alloc(sizeof *s);
+    s->cond = ps_condition_new(NULL, PS_SHARED);
+    s->timeout = 10.0;
+    enum { N = 3 };
+    pid_t pids[N];
+    for (int i = 0; i < N; i++)
+        pids[i] = fork_child(proc_waiter, s);
+    all_waiting(s, N);
+    notify_locked(s, 1, false);
+    cr_assert(wait_count(&s->returned, 1, 5.0));
+    sleep_s(0.1);
+    cr_assert_eq(atomic_load(&s->returned), 1, "notify(1) woke %d processes",
+                 atomic_load(&s->returned));
+    notify_locked(s, 0, true);
+    for (int i = 0; i < N; i++) {
+        int code = child_wait(pids[i], 10.0);
+        cr_assert_eq(code, 0, "waiter process %d ended with %d", i, code);
+    }
+    ps_condition_free(s->cond);
+    shm_free(s, sizeof *s);
+}
+
+Test(condition_shared, signal_does_not_end_wait)
+{
+    ps_condition_t *c = ps_condition_new(NULL, PS_SHARED);
+    cstate_t s = { .cond = c, .timeout = 0.3 };
+    waiter_t w = { .s = &s };
+    pthread_t t;
+    start_threads(&t, 1, cond_waiter, &w, 0);
+    signal_storm_t st;
+    signal_storm_start(&st, t);
+    join_threads(&t, 1, NULL);
+    signal_storm_stop(&st);
+    cr_assert_eq(w.rc, ETIMEDOUT, "got %d (%s)", w.rc, strerror(w.rc));
+    cr_assert_geq(w.elapsed, LOWER_BOUND(0.3), "after %.4f s", w.elapsed);
+    ps_condition_free(c);
+}
+
+/* Ping-pong between two processes: exact alternation via wait_for. */
+typedef struct pingpong {
+    ps_condition_t *c;
+    int turn;          /* 0: parent's, 1: child's */
+    int count;
+} pingpong_t;
+
+enum { PP_ROUNDS = 2000 };
+
+static bool pp_child_turn(void *arg) { return ((pingpong_t *)arg)->turn == 1; }
+static bool pp_parent_turn(void *arg) { return ((pingpong_t *)arg)->turn == 0; }
+
+static int pp_child(void *arg)
+{
+    pingpong_t *p = arg;
+    for (int i = 0; i < PP_ROUNDS; i++) {
+        if (ps_condition_acquire(p->c, true, 10.0) != 0)
+            return 2;
+        if (ps_condition_wait_for(p->c, pp_child_turn, p, 10.0) != 0)
+            return 3;
+        p->count++;
+        p->turn = 0;
+        ps_condition_notify(p->c, 1);
+        ps_condition_release(p->c);
+    }
+    return 0;
+}
+
+Test(condition_shared, pingpong_processes)
+{
+    pingpong_t *p = shm_alloc(sizeof *p);
+    p->c = ps_condition_new(NULL, PS_SHARED);
+    pid_t pid = fork_child(pp_child, p);
+    int failures = 0;
+    for (int i = 0; i < PP_ROUNDS && !failures; i++) {
+        CHECK_RC(ps_condition_acquire(p->c, true, 10.0), 0);
+        if (ps_condition_wait_for(p->c, pp_parent_turn, p, 10.0) != 0)
+            failures++;
+        p->count++;
+        p->turn = 1;
+        ps_condition_notify(p->c, 1);
+        CHECK_RC(ps_condition_release(p->c), 0);
+    }
+    int code = child_wait(pid, 20.0);
+    cr_assert_eq(failures, 0);
+    cr_assert_eq(code, 0, "child ended with %d", code);
+    cr_assert_eq(p->count, 2 * PP_ROUNDS);
+    ps_condition_free(p->c);
+    shm_free(p, sizeof *p);
+}
+
+/* Two waiting processes are SIGKILLed; five rounds of new waiters (processes on even
+ * rounds, threads on odd ones) must then wait and be woken exactly as before. */
+Test(condition_shared, waiter_killed)
+{
+    cstate_t *s = shm_alloc(sizeof *s);
+    s->cond = ps_condition_new(NULL, PS_SHARED);
+    s->timeout = 20.0;
+    pid_t dead[2];
+    for (int i = 0; i < 2; i++)
+        dead[i] = fork_child(proc_waiter, s);
+    all_waiting(s, 2);
+    sleep_s(0.05);
+    for (int i = 0; i < 2; i++)
+        child_kill(dead[i]);
+
+    s->timeout = 5.0;
+    for (int round = 0; round < 5; round++) {
+        int base_reg = atomic_load(&s->registered), base_ret = atomic_load(&s->returned);
+        pid_t pids[2];
+        pthread_t t[2];
+        waiter_t w[2];
+        memset(w, 0, sizeof w);
+        if (round % 2 == 0) {
+            for (int i = 0; i < 2; i++)
+                pids[i] = fork_child(proc_waiter, s);
+        } else {
+            for (int i = 0; i < 2; i++)
+                w[i].s = s;
+            start_threads(t, 2, cond_waiter, w, sizeof w[0]);
+        }
+        all_waiting(s, base_reg + 2);
+        sleep_s(0.05);
+        cr_assert_eq(atomic_load(&s->returned), base_ret,
+                     "round %d: a waiter returned without notify (stale notification?)",
+                     round);
+        if (round % 4 < 2) {          /* notify(1) per waiter */
+            notify_locked(s, 1, false);
+            cr_assert(wait_count(&s->returned, base_ret + 1, 5.0),
+                      "round %d: notify(1) woke no live waiter", round);
+            notify_locked(s, 1, false);
+        } else {
+            notify_locked(s, 0, true);
+        }
+        if (round % 2 == 0) {
+            for (int i = 0; i < 2; i++) {
+                int code = child_wait(pids[i], 10.0);
+                cr_assert_eq(code, 0, "round %d: waiter process ended with %d", round, code);
+            }
+        } else {
+            join_threads(t, 2, NULL);
+            for (int i = 0; i < 2; i++)
+                cr_assert_eq(w[i].rc, 0, "round %d: waiter thread got %d", round, w[i].rc);
+        }
+    }
+    /* and timeouts still work */
+    CHECK_RC(ps_condition_acquire(s->cond, true, 5.0), 0);
+    CHECK_RC(ps_condition_wait(s->cond, 0.05), ETIMEDOUT);
+    CHECK_RC(ps_condition_release(s->cond), 0);
+    ps_condition_free(s->cond);
+    shm_free(s, sizeof *s);
+}
+
+/* ================================================================== destroy races */
+
+/* notify_all and release, then destroy at once: EBUSY is fine while notified waiters
+ * are still inside wait (re-taking the lock), but once destroy returns 0 nobody may
+ * touch the condition or its own RLock (the page is unmapped). */
+static void destroy_after_notify(int flags)
+{
+    for (int iter = 0; iter < 20; iter++) {
+        ps_condition_t *c = page_alloc();
+        CHECK_RC(ps_condition_init(c, NULL, flags), 0);
+        enum { N = 3 };
+        cstate_t s = { .cond = c, .timeout = 5.0 };
+        waiter_t w[N];
+        memset(w, 0, sizeof w);
+        for (int i = 0; i < N; i++)
+            w[i].s = &s;
+        pthread_t t[N];
+        start_threads(t, N, cond_waiter, w, sizeof w[0]);
+        all_waiting(&s, N);
+        notify_locked(&s, 0, true);
+        int rc;
+        DESTROY_RETRY(rc, ps_condition_destroy(c));
+        cr_assert_eq(rc, 0, "iteration %d: destroy after notify_all: %d", iter, rc);
+        page_free(c);
+        join_threads(t, N, NULL);
+        for (int i = 0; i < N; i++) {
+            cr_assert_eq(w[i].rc, 0, "iteration %d waiter %d: wait %d", iter, i, w[i].rc);
+            cr_assert_eq(w[i].rel_rc, 0, "iteration %d waiter %d: release %d", iter, i,
+                         w[i].rel_rc);
+        }
+    }
+}
+
+Test(condition, destroy_right_after_notify) { destroy_after_notify(0); }
+Test(condition_shared, destroy_right_after_notify) { destroy_after_notify(PS_SHARED); }
+
+/* After waiters were killed (and a notify_all), a notify(1) still wakes one waiter
+ * only: the second, stormed with signals, must stay in wait until notified. */
+Test(condition_shared, waiter_killed_no_spurious_wakeup)
+{
+    cstate_t *s = shm_alloc(sizeof *s);
+    s->cond = ps_condition_new(NULL, PS_SHARED);
+    s->timeout = 20.0;
+    pid_t dead[2];
+    for (int i = 0; i < 2; i++)
+        dead[i] = fork_child(proc_waiter, s);
+    all_waiting(s, 2);
+    sleep_s(0.05);
+    for (int i = 0; i < 2; i++)
+        child_kill(dead[i]);
+
+    s->timeout = 5.0;
+    for (int round = 0; round < 2; round++) {
+        int base_reg = atomic_load(&s->registered), base_ret = atomic_load(&s->returned);
+        waiter_t w[2];
+        memset(w, 0, sizeof w);
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) {
+            w[i].s = s;
+            w[i].id = 100 + i;
+        }
+        start_threads(t, 2, cond_waiter, w, sizeof w[0]);
+        all_waiting(s, base_reg + 2);
+        sleep_s(0.02);
+        if (round == 0) {            /* plain round: both notified */
+            notify_locked(s, 0, true);
+            join_threads(t, 2, NULL);
+            continue;
+        }
+        notify_locked(s, 1, false);
+        cr_assert(wait_count(&s->returned, base_ret + 1, 5.0));
+        int first = s->order[(s->norder - 1) % MAXW];
+        int other = first == 100 ? 1 : 0;
+        signal_storm_t st;
+        signal_storm_start(&st, t[other]);
+        sleep_s(0.2);
+        signal_storm_stop(&st);
+        cr_assert_eq(atomic_load(&s->returned), base_ret + 1,
+                     "notify(1) after killed waiters: a second waiter returned %d on a "
+                     "signal (stale notification)", w[other].rc);
+        notify_locked(s, 1, false);
+        join_threads(t, 2, NULL);
+        cr_assert_eq(w[0].rc, 0);
+        cr_assert_eq(w[1].rc, 0);
+    }
+    ps_condition_free(s->cond);
+    shm_free(s, sizeof *s);
+}

@@ -1,0 +1,883 @@
+/* Tests for <pysync/queue.h>: a port of CPython's Lib/test/test_queue.py
+ * (Python 3.13, shutdown included) plus the C-only contract (error codes,
+ * errno, stability, growth). Where a test needs another thread to be blocked
+ * first, it waits for the queue's sleeper count instead of sleeping. */
+#include <pysync/queue.h>
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum kind { FIFO, LIFO, PRIO };
+static const enum kind kinds[] = { FIFO, LIFO, PRIO };
+#define QUEUE_SIZE 5
+
+static void *I(intptr_t n) { return (void *)n; }
+static intptr_t V(void *p) { return (intptr_t)p; }
+
+static int cmp_int(const void *a, const void *b)
+{
+    intptr_t x = (intptr_t)a, y = (intptr_t)b;
+    return (x > y) - (x < y);
+}
+
+static void make(ps_queue_t *q, enum kind k, size_t maxsize)
+{
+    int rc = k == FIFO ? ps_queue_init(q, maxsize)
+           : k == LIFO ? ps_lifoqueue_init(q, maxsize)
+           : ps_priorityqueue_init(q, maxsize, cmp_int);
+    cr_assert_eq(rc, 0);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void join_thread(pthread_t t)
+{
+    cr_assert_eq(pthread_join(t, NULL), 0);
+}
+
+/* White-box: waits until n threads are counted asleep in *counter, i.e. have
+ * given up their fast path and block. */
+static void wait_sleepers(unsigned *counter, unsigned n)
+{
+    while (__atomic_load_n(counter, __ATOMIC_ACQUIRE) < n)
+        sched_yield();
+}
+
+static intptr_t get_ok(ps_queue_t *q)
+{
+    void *x = NULL;
+    cr_assert_eq(ps_queue_get(q, &x, true, PS_FOREVER), 0);
+    return V(x);
+}
+
+/* ---- trigger thread: waits for a blocked caller, then unblocks it ---- */
+
+enum op { OP_PUT, OP_GET, OP_SHUTDOWN, OP_SHUTDOWN_NOW };
+
+struct trigger {
+    ps_queue_t *q;
+    unsigned *sleepers;         /* wait until this many sleep... */
+    unsigned n;
+    enum op op;                 /* ...then do this */
+    int fired;
+    int rc;
+    pthread_t thread;
+};
+
+static void *trigger_main(void *arg)
+{
+    struct trigger *t = arg;
+    wait_sleepers(t->sleepers, t->n);
+    __atomic_store_n(&t->fired, 1, __ATOMIC_RELEASE);
+    void *x;
+    switch (t->op) {
+    case OP_PUT: t->rc = ps_queue_put(t->q, I(999), true, PS_FOREVER); break;
+    case OP_GET: t->rc = ps_queue_get(t->q, &x, true, PS_FOREVER); break;
+    case OP_SHUTDOWN: t->rc = ps_queue_shutdown(t->q, false); break;
+    case OP_SHUTDOWN_NOW: t->rc = ps_queue_shutdown(t->q, true); break;
+    }
+    return NULL;
+}
+
+static void trigger_start(struct trigger *t, ps_queue_t *q, unsigned *sleepers, enum op op)
+{
+    *t = (struct trigger){ .q = q, .sleepers = sleepers, .n = 1, .op = op };
+    cr_assert_eq(pthread_create(&t->thread, NULL, trigger_main, t), 0);
+}
+
+/* The blocking call has returned: it must have needed the trigger. */
+static void trigger_finish(struct trigger *t)
+{
+    cr_assert_eq(__atomic_load_n(&t->fired, __ATOMIC_ACQUIRE), 1,
+                 "blocking call appeared not to block");
+    join_thread(t->thread);
+    cr_assert_eq(t->rc, 0);
+}
+
+/* ---- BaseQueueTestMixin.basic_queue_test ---- */
+
+static void basic_queue_test(ps_queue_t *q, enum kind k)
+{
+    static const intptr_t order[3][3] = { { 111, 333, 222 }, { 222, 333, 111 },
+                                          { 111, 222, 333 } };
+    struct trigger t;
+    void *x;
+
+    cr_assert_eq(ps_queue_qsize(q), 0);
+    cr_assert(ps_queue_empty(q));
+    cr_assert_not(ps_queue_full(q));
+    ps_queue_put(q, I(111), true, PS_FOREVER);
+    ps_queue_put(q, I(333), true, PS_FOREVER);
+    ps_queue_put(q, I(222), true, PS_FOREVER);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(get_ok(q), order[k][i], "kind %d item %d", k, i);
+    for (int i = 0; i < QUEUE_SIZE - 1; i++) {
+        cr_assert_eq(ps_queue_put(q, I(i), true, PS_FOREVER), 0);
+        cr_assert_eq(ps_queue_qsize(q), (size_t)i + 1);
+    }
+    cr_assert_not(ps_queue_full(q));
+    cr_assert_eq(ps_queue_put(q, I(2 * QUEUE_SIZE), true, PS_FOREVER), 0);
+    cr_assert(ps_queue_full(q));
+    cr_assert_not(ps_queue_empty(q));
+    cr_assert_eq(ps_queue_put(q, I(30), false, PS_FOREVER), EAGAIN);
+    cr_assert_eq(ps_queue_put(q, I(30), true, 0.01), ETIMEDOUT);
+    /* blocking put, released by a get in another thread */
+    trigger_start(&t, q, &q->_putters, OP_GET);
+    cr_assert_eq(ps_queue_put(q, I(30), true, PS_FOREVER), 0);
+    trigger_finish(&t);
+    trigger_start(&t, q, &q->_putters, OP_GET);
+    cr_assert_eq(ps_queue_put(q, I(30), true, 10), 0);
+    trigger_finish(&t);
+    for (int i = 0; i < QUEUE_SIZE; i++)
+        get_ok(q);
+    cr_assert_eq(ps_queue_qsize(q), 0);
+    cr_assert_eq(ps_queue_get(q, &x, false, PS_FOREVER), EAGAIN);
+    cr_assert_eq(ps_queue_get(q, &x, true, 0.01), ETIMEDOUT);
+    /* blocking get, released by a put in another thread */
+    trigger_start(&t, q, &q->_getters, OP_PUT);
+    cr_assert_eq(get_ok(q), 999);
+    trigger_finish(&t);
+    trigger_start(&t, q, &q->_getters, OP_PUT);
+    x = NULL;
+    cr_assert_eq(ps_queue_get(q, &x, true, 10), 0);
+    cr_assert_eq(V(x), 999);
+    trigger_finish(&t);
+    /* leave the unfinished count at 0 for the next round */
+    while (ps_queue_task_done(q) == 0)
+        ;
+}
+
+static void test_basic(enum kind k)
+{
+    ps_queue_t q;
+    make(&q, k, QUEUE_SIZE);
+    basic_queue_test(&q, k);
+    basic_queue_test(&q, k);    /* same instance reused */
+    cr_assert_eq(ps_queue_destroy(&q), 0);
+}
+
+Test(queue, basic_queue) { test_basic(FIFO); }
+Test(queue, basic_lifoqueue) { test_basic(LIFO); }
+Test(queue, basic_priorityqueue) { test_basic(PRIO); }
+
+/* ---- task_done / join ---- */
+
+struct worker {
+    ps_queue_t *q;
+    intptr_t *cum;
+    pthread_mutex_t *cumlock;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (;;) {
+        intptr_t x = get_ok(w->q);
+        if (x < 0) {
+            ps_queue_task_done(w->q);
+            return NULL;
+        }
+        pthread_mutex_lock(w->cumlock);
+        *w->cum += x;
+        pthread_mutex_unlock(w->cumlock);
+        ps_queue_task_done(w->q);
+    }
+}
+
+static void queue_join_test(ps_queue_t *q)
+{
+    intptr_t cum = 0;
+    pthread_mutex_t cumlock = PTHREAD_MUTEX_INITIALIZER;
+    struct worker w = { q, &cum, &cumlock };
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, worker_main, &w), 0);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(ps_queue_put(q, I(i), true, PS_FOREVER), 0);
+    cr_assert_eq(ps_queue_join(q), 0);
+    pthread_mutex_lock(&cumlock);
+    cr_assert_eq(cum, 4950, "join did not block until all tasks were done");
+    pthread_mutex_unlock(&cumlock);
+    for (int i = 0; i < 2; i++)
+        ps_queue_put(q, I(-1), true, PS_FOREVER);
+    cr_assert_eq(ps_queue_join(q), 0);      /* join twice */
+    for (int i = 0; i < 2; i++)
+        join_thread(th[i]);
+}
+
+Test(queue, queue_task_done)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        make(&q, kinds[k], 0);
+        errno = 1234;
+        cr_assert_eq(ps_queue_task_done(&q), EOVERFLOW);
+        cr_assert_eq(errno, 1234);
+        ps_queue_put_nowait(&q, I(1));
+        cr_assert_eq(ps_queue_task_done(&q), 0);
+        cr_assert_eq(ps_queue_task_done(&q), EOVERFLOW);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, queue_join)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        make(&q, kinds[k], 0);
+        queue_join_test(&q);
+        queue_join_test(&q);
+        cr_assert_eq(ps_queue_task_done(&q), EOVERFLOW);
+        cr_assert_eq(ps_queue_destroy(&q), 0);
+    }
+}
+
+Test(queue, nowait)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        void *x;
+        make(&q, kinds[k], QUEUE_SIZE);
+        for (int i = 0; i < QUEUE_SIZE; i++)
+            cr_assert_eq(ps_queue_put_nowait(&q, I(1)), 0);
+        cr_assert_eq(ps_queue_put_nowait(&q, I(1)), EAGAIN);
+        cr_assert_eq(ps_queue_put(&q, I(1), false, 5.0), EAGAIN);  /* timeout ignored */
+        for (int i = 0; i < QUEUE_SIZE; i++)
+            cr_assert_eq(ps_queue_get_nowait(&q, &x), 0);
+        cr_assert_eq(ps_queue_get_nowait(&q, &x), EAGAIN);
+        cr_assert_eq(ps_queue_get(&q, &x, false, 5.0), EAGAIN);
+        ps_queue_destroy(&q);
+    }
+}
+
+/* ---- timing: lower bounds only ---- */
+
+Test(queue, timed_get_and_put_wait_at_least_timeout)
+{
+    ps_queue_t q;
+    void *x;
+    make(&q, FIFO, 1);
+    double t0 = now();
+    cr_assert_eq(ps_queue_get(&q, &x, true, 0.05), ETIMEDOUT);
+    cr_assert_geq(now() - t0, 0.05);
+    ps_queue_put_nowait(&q, I(1));
+    t0 = now();
+    cr_assert_eq(ps_queue_put(&q, I(2), true, 0.05), ETIMEDOUT);
+    cr_assert_geq(now() - t0, 0.05);
+    cr_assert_eq(ps_queue_qsize(&q), 1);
+    cr_assert_eq(ps_queue_put(&q, I(2), true, 0), ETIMEDOUT);
+    cr_assert_eq(ps_queue_get(&q, &x, true, 0), 0);
+    cr_assert_eq(ps_queue_get(&q, &x, true, 0), ETIMEDOUT);
+    ps_queue_destroy(&q);
+}
+
+/* ---- bad input ---- */
+
+Test(queue, invalid_arguments_are_einval_and_keep_errno)
+{
+    ps_queue_t q;
+    void *x = I(7);
+    errno = 4321;
+    cr_assert_eq(ps_queue_init(NULL, 0), EINVAL);
+    cr_assert_eq(ps_lifoqueue_init(NULL, 0), EINVAL);
+    cr_assert_eq(ps_priorityqueue_init(&q, 0, NULL), EINVAL);
+    cr_assert_eq(ps_priorityqueue_init(NULL, 0, cmp_int), EINVAL);
+    make(&q, FIFO, 2);
+    cr_assert_eq(ps_queue_put(NULL, x, true, PS_FOREVER), EINVAL);
+    cr_assert_eq(ps_queue_get(NULL, &x, true, PS_FOREVER), EINVAL);
+    cr_assert_eq(ps_queue_get(&q, NULL, true, PS_FOREVER), EINVAL);
+    cr_assert_eq(ps_queue_put(&q, x, true, NAN), EINVAL);
+    cr_assert_eq(ps_queue_qsize(&q), 0);
+    ps_queue_put_nowait(&q, x);
+    cr_assert_eq(ps_queue_get(&q, &x, true, NAN), EINVAL);
+    cr_assert_eq(ps_queue_qsize(&q), 1, "EINVAL must change nothing");
+    cr_assert_eq(ps_queue_get_nowait(&q, NULL), EINVAL);
+    cr_assert_eq(ps_queue_task_done(NULL), EINVAL);
+    cr_assert_eq(ps_queue_join(NULL), EINVAL);
+    cr_assert_eq(ps_queue_shutdown(NULL, false), EINVAL);
+    cr_assert_eq(ps_queue_destroy(NULL), EINVAL);
+    cr_assert_eq(ps_queue_qsize(NULL), 0);
+    cr_assert(ps_queue_empty(NULL));
+    cr_assert_not(ps_queue_full(NULL));
+    cr_assert_eq(errno, 4321);
+    ps_queue_free(NULL);
+    cr_assert_eq(ps_queue_destroy(&q), 0);
+
+    errno = 0;
+    cr_assert_null(ps_priorityqueue_new(4, NULL));
+    cr_assert_eq(errno, EINVAL);
+}
+
+Test(queue, new_and_free)
+{
+    ps_queue_t *a = ps_queue_new(0), *b = ps_lifoqueue_new(3),
+               *c = ps_priorityqueue_new(0, cmp_int);
+    cr_assert(a && b && c);
+    cr_assert_eq(ps_queue_put_nowait(a, I(1)), 0);   /* items are the caller's */
+    ps_queue_free(a);
+    ps_queue_free(b);
+    ps_queue_free(c);
+}
+
+static void *blocked_get(void *arg)
+{
+    void *x;
+    return I(ps_queue_get(arg, &x, true, PS_FOREVER));
+}
+
+Test(queue, destroy_while_waited_on_is_ebusy)
+{
+    ps_queue_t *q = ps_queue_new(0);
+    pthread_t th;
+    void *rc;
+    cr_assert_eq(pthread_create(&th, NULL, blocked_get, q), 0);
+    wait_sleepers(&q->_getters, 1);
+    cr_assert_eq(ps_queue_destroy(q), EBUSY);
+    errno = 0;
+    ps_queue_free(q);
+    cr_assert_eq(errno, EBUSY);
+    cr_assert_eq(ps_queue_put_nowait(q, I(5)), 0, "queue must be untouched");
+    pthread_join(th, &rc);
+    cr_assert_eq(V(rc), 0);
+    cr_assert_eq(ps_queue_destroy(q), 0);
+    free(q);
+}
+
+/* ---- orders, growth, stability ---- */
+
+Test(queue, unbounded_growth_keeps_order)
+{
+    enum { N = 100000 };
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        make(&q, kinds[k], 0);
+        for (int round = 0; round < 2; round++) {
+            /* interleave to wrap the ring before it grows */
+            for (intptr_t i = 0; i < 10; i++)
+                ps_queue_put_nowait(&q, I(i));
+            for (intptr_t i = 0; i < 10; i++)
+                get_ok(&q);
+            for (intptr_t i = 0; i < N; i++)
+                cr_assert_eq(ps_queue_put_nowait(&q, I(kinds[k] == PRIO ? N - 1 - i : i)), 0);
+            cr_assert_eq(ps_queue_qsize(&q), N);
+            cr_assert_not(ps_queue_full(&q));
+            for (intptr_t i = 0; i < N; i++) {
+                intptr_t want = kinds[k] == LIFO ? N - 1 - i : i;
+                intptr_t got = get_ok(&q);
+                if (got != want)
+                    cr_assert_fail("kind %d: item %ld is %ld", k, (long)i, (long)got);
+            }
+        }
+        ps_queue_destroy(&q);
+    }
+}
+
+struct keyed { int key, seq; };
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+Test(queue, priority_is_stable_for_equal_keys)
+{
+    enum { N = 5000 };
+    static struct keyed items[N];
+    ps_queue_t q;
+    cr_assert_eq(ps_priorityqueue_init(&q, 0, cmp_key), 0);
+    srand(42);
+    for (int i = 0; i < N; i++) {
+        items[i] = (struct keyed){ rand() % 7, i };
+        ps_queue_put_nowait(&q, &items[i]);
+    }
+    const struct keyed *prev = NULL;
+    for (int i = 0; i < N; i++) {
+        void *x;
+        cr_assert_eq(ps_queue_get_nowait(&q, &x), 0);
+        const struct keyed *cur = x;
+        if (prev) {
+            cr_assert_leq(prev->key, cur->key);
+            if (prev->key == cur->key)
+                cr_assert_lt(prev->seq, cur->seq, "equal keys left out of insertion order");
+        }
+        prev = cur;
+    }
+    ps_queue_destroy(&q);
+}
+
+/* ---- shutdown (Python 3.13) ---- */
+
+Test(queue, shutdown_empty)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        void *x;
+        make(&q, kinds[k], 0);
+        cr_assert_eq(ps_queue_shutdown(&q, false), 0);
+        cr_assert_eq(ps_queue_put(&q, I(1), true, PS_FOREVER), ESHUTDOWN);
+        cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), ESHUTDOWN);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_nonempty)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        void *x;
+        make(&q, kinds[k], 0);
+        ps_queue_put_nowait(&q, I(1));
+        ps_queue_shutdown(&q, false);
+        cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), 0);
+        cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), ESHUTDOWN);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_immediate)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        void *x;
+        make(&q, kinds[k], 0);
+        ps_queue_put_nowait(&q, I(1));
+        ps_queue_shutdown(&q, true);
+        cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), ESHUTDOWN);
+        cr_assert_eq(ps_queue_qsize(&q), 0);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_allowed_transitions)
+{
+    ps_queue_t q;
+    void *x;
+    make(&q, FIFO, 0);
+    ps_queue_put_nowait(&q, I(1));
+    cr_assert_eq(ps_queue_shutdown(&q, false), 0);
+    cr_assert_eq(ps_queue_shutdown(&q, false), 0);
+    cr_assert_eq(ps_queue_qsize(&q), 1);
+    cr_assert_eq(ps_queue_shutdown(&q, true), 0);
+    cr_assert_eq(ps_queue_qsize(&q), 0);
+    cr_assert_eq(ps_queue_shutdown(&q, false), 0);     /* no way back */
+    cr_assert_eq(ps_queue_put_nowait(&q, I(1)), ESHUTDOWN);
+    cr_assert_eq(ps_queue_get_nowait(&q, &x), ESHUTDOWN);
+    ps_queue_destroy(&q);
+}
+
+static void shutdown_all_methods_in_one_thread(bool immediate)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        void *x;
+        make(&q, kinds[k], 2);
+        ps_queue_put(&q, I('L'), true, PS_FOREVER);
+        ps_queue_put_nowait(&q, I('O'));
+        ps_queue_shutdown(&q, immediate);
+        cr_assert_eq(ps_queue_put(&q, I('E'), true, PS_FOREVER), ESHUTDOWN);
+        cr_assert_eq(ps_queue_put_nowait(&q, I('W')), ESHUTDOWN);
+        if (immediate) {
+            cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), ESHUTDOWN);
+            cr_assert_eq(ps_queue_get_nowait(&q, &x), ESHUTDOWN);
+            cr_assert_eq(ps_queue_task_done(&q), EOVERFLOW);
+            cr_assert_eq(ps_queue_join(&q), 0);
+        } else {
+            intptr_t a = get_ok(&q);
+            cr_assert_eq(ps_queue_task_done(&q), 0);
+            intptr_t b = get_ok(&q);
+            cr_assert_eq(ps_queue_task_done(&q), 0);
+            cr_assert_eq(a + b, 'L' + 'O');
+            cr_assert_eq(ps_queue_join(&q), 0);
+            cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), ESHUTDOWN);
+            cr_assert_eq(ps_queue_get_nowait(&q, &x), ESHUTDOWN);
+            cr_assert_eq(ps_queue_get(&q, &x, true, 1.0), ESHUTDOWN);
+        }
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_all_methods_in_one_thread) { shutdown_all_methods_in_one_thread(false); }
+Test(queue, shutdown_immediate_all_methods_in_one_thread) { shutdown_all_methods_in_one_thread(true); }
+
+/* Threads that call one blocking method and record its return code. */
+struct call {
+    ps_queue_t *q;
+    enum { C_GET, C_PUT, C_GET_TASK_DONE, C_JOIN } what;
+    int rc;
+    pthread_t thread;
+};
+
+static void *call_main(void *arg)
+{
+    struct call *c = arg;
+    void *x;
+    switch (c->what) {
+    case C_GET: c->rc = ps_queue_get(c->q, &x, true, PS_FOREVER); break;
+    case C_PUT: c->rc = ps_queue_put(c->q, I('E'), true, PS_FOREVER); break;
+    case C_GET_TASK_DONE:
+        c->rc = ps_queue_get(c->q, &x, true, PS_FOREVER);
+        if (c->rc == 0)
+            c->rc = ps_queue_task_done(c->q);
+        break;
+    case C_JOIN: c->rc = ps_queue_join(c->q); break;
+    }
+    return NULL;
+}
+
+static void call_start(struct call *c, ps_queue_t *q, int what)
+{
+    c->q = q;
+    c->what = what;
+    c->rc = -1;
+    cr_assert_eq(pthread_create(&c->thread, NULL, call_main, c), 0);
+}
+
+static int call_finish(struct call *c)
+{
+    join_thread(c->thread);
+    return c->rc;
+}
+
+/* Getters blocked on an empty queue: two items arrive, then shutdown releases
+ * the rest. */
+static void shutdown_blocked_get(bool immediate)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        struct call c[3];
+        make(&q, kinds[k], 2);
+        for (int i = 0; i < 3; i++)
+            call_start(&c[i], &q, C_GET);
+        wait_sleepers(&q._getters, 3);
+        ps_queue_put_nowait(&q, I('Y'));
+        ps_queue_put_nowait(&q, I('D'));
+        ps_queue_shutdown(&q, immediate);
+        int ok = 0, shut = 0;
+        for (int i = 0; i < 3; i++) {
+            int rc = call_finish(&c[i]);
+            ok += rc == 0;
+            shut += rc == ESHUTDOWN;
+        }
+        /* the two items went to two getters, or (immediate) maybe got discarded */
+        cr_assert_eq(ok + shut, 3);
+        if (!immediate)
+            cr_assert_eq(ok, 2);
+        cr_assert_eq(ps_queue_qsize(&q), 0);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_releases_blocked_getters) { shutdown_blocked_get(false); }
+Test(queue, shutdown_immediate_releases_blocked_getters) { shutdown_blocked_get(true); }
+
+/* _shutdown_get: a full queue of two is shut down before the getters run. */
+static void shutdown_get(bool immediate)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        struct call c[3];
+        int n = immediate ? 2 : 3;
+        make(&q, kinds[k], 2);
+        ps_queue_put_nowait(&q, I('Y'));
+        ps_queue_put_nowait(&q, I('D'));
+        ps_queue_shutdown(&q, immediate);
+        for (int i = 0; i < n; i++)
+            call_start(&c[i], &q, C_GET);
+        int ok = 0, shut = 0;
+        for (int i = 0; i < n; i++) {
+            int rc = call_finish(&c[i]);
+            ok += rc == 0;
+            shut += rc == ESHUTDOWN;
+        }
+        cr_assert_eq(ok, immediate ? 0 : 2);
+        cr_assert_eq(shut, immediate ? 2 : 1);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_get) { shutdown_get(false); }
+Test(queue, shutdown_immediate_get) { shutdown_get(true); }
+
+/* Blocked putters on a full queue: shutdown releases them with ESHUTDOWN. */
+static void shutdown_put(bool immediate)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        struct call c[2];
+        make(&q, kinds[k], 2);
+        ps_queue_put_nowait(&q, I('Y'));
+        ps_queue_put_nowait(&q, I('D'));
+        for (int i = 0; i < 2; i++)
+            call_start(&c[i], &q, C_PUT);
+        wait_sleepers(&q._putters, 2);
+        ps_queue_shutdown(&q, immediate);
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(call_finish(&c[i]), ESHUTDOWN);
+        cr_assert_eq(ps_queue_qsize(&q), immediate ? 0u : 2u);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_put) { shutdown_put(false); }
+Test(queue, shutdown_immediate_put) { shutdown_put(true); }
+
+static void shutdown_join(bool immediate)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        struct call j[2], g;
+        make(&q, kinds[k], 0);
+        ps_queue_put_nowait(&q, I('Y'));
+        for (int i = 0; i < 2; i++)
+            call_start(&j[i], &q, C_JOIN);
+        wait_sleepers(&q._joiners, 2);
+        if (!immediate)
+            call_start(&g, &q, C_GET_TASK_DONE);
+        ps_queue_shutdown(&q, immediate);
+        if (!immediate)
+            cr_assert_eq(call_finish(&g), 0);
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(call_finish(&j[i]), 0);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_join) { shutdown_join(false); }
+Test(queue, shutdown_immediate_join) { shutdown_join(true); }
+
+static void shutdown_put_join(bool immediate)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        struct call j;
+        void *x;
+        make(&q, kinds[k], 2);
+        ps_queue_put_nowait(&q, I('Y'));
+        call_start(&j, &q, C_JOIN);
+        wait_sleepers(&q._joiners, 1);
+        cr_assert_eq(q._tail - q._done, 1);
+        ps_queue_shutdown(&q, immediate);
+        cr_assert_eq(ps_queue_put(&q, I('E'), true, PS_FOREVER), ESHUTDOWN);
+        if (immediate) {
+            cr_assert_eq(ps_queue_get_nowait(&q, &x), ESHUTDOWN);
+        } else {
+            cr_assert_eq(get_ok(&q), 'Y');
+            cr_assert_eq(ps_queue_task_done(&q), 0);
+        }
+        cr_assert_eq(call_finish(&j), 0);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_put_join) { shutdown_put_join(false); }
+Test(queue, shutdown_immediate_put_join) { shutdown_put_join(true); }
+
+Test(queue, shutdown_get_task_done_join)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        struct call c[4];
+        make(&q, kinds[k], 2);
+        ps_queue_put_nowait(&q, I('Y'));
+        ps_queue_put_nowait(&q, I('D'));
+        cr_assert_eq(q._tail - q._done, ps_queue_qsize(&q));
+        call_start(&c[0], &q, C_GET_TASK_DONE);
+        call_start(&c[1], &q, C_GET_TASK_DONE);
+        call_start(&c[2], &q, C_JOIN);
+        call_start(&c[3], &q, C_JOIN);
+        ps_queue_shutdown(&q, false);
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(call_finish(&c[i]), 0, "thread %d", i);
+        ps_queue_destroy(&q);
+    }
+}
+
+Test(queue, shutdown_pending_get)
+{
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        struct call g;
+        make(&q, kinds[k], 0);
+        call_start(&g, &q, C_GET);
+        wait_sleepers(&q._getters, 1);
+        ps_queue_shutdown(&q, false);
+        cr_assert_eq(call_finish(&g), ESHUTDOWN);
+        ps_queue_destroy(&q);
+    }
+}
+
+/* _shutdown_all_methods_in_many_threads: writers put until shut down, readers
+ * get + task_done until shut down, one thread shuts down midway, (immediate)
+ * joiners wait. Every item put is either got or discarded, exactly once. */
+struct many {
+    ps_queue_t *q;
+    long puts, gets;            /* totals, atomic */
+    long trigger_at;
+    int shut_writer;            /* writers that saw ESHUTDOWN */
+    int shut_reader;
+    bool immediate;
+};
+
+static void *many_writer(void *arg)
+{
+    struct many *m = arg;
+    for (intptr_t i = 0;; i++) {
+        int rc = ps_queue_put(m->q, I(i), true, PS_FOREVER);
+        if (rc == ESHUTDOWN) {
+            __atomic_fetch_add(&m->shut_writer, 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
+        cr_assert_eq(rc, 0);
+        if (__atomic_add_fetch(&m->puts, 1, __ATOMIC_RELAXED) == m->trigger_at)
+            ps_queue_shutdown(m->q, m->immediate);
+    }
+}
+
+static void *many_reader(void *arg)
+{
+    struct many *m = arg;
+    for (;;) {
+        void *x;
+        int rc = ps_queue_get(m->q, &x, true, PS_FOREVER);
+        if (rc == ESHUTDOWN) {
+            __atomic_fetch_add(&m->shut_reader, 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
+        cr_assert_eq(rc, 0);
+        __atomic_fetch_add(&m->gets, 1, __ATOMIC_RELAXED);
+        int td = ps_queue_task_done(m->q);
+        /* an immediate shutdown may already have counted this item as done */
+        cr_assert(td == 0 || (m->immediate && td == EOVERFLOW));
+    }
+}
+
+static void *many_joiner(void *arg)
+{
+    return I(ps_queue_join(arg));
+}
+
+static void shutdown_all_methods_in_many_threads(bool immediate)
+{
+    enum { WRITERS = 4, READERS = 6, JOINERS = 2 };
+    for (int k = 0; k < 3; k++) {
+        ps_queue_t q;
+        make(&q, kinds[k], 64);
+        struct many m = { .q = &q, .trigger_at = 20000, .immediate = immediate };
+        pthread_t w[WRITERS], r[READERS], j[JOINERS];
+        for (int i = 0; i < READERS; i++)
+            pthread_create(&r[i], NULL, many_reader, &m);
+        for (int i = 0; i < WRITERS; i++)
+            pthread_create(&w[i], NULL, many_writer, &m);
+        for (int i = 0; i < JOINERS; i++)
+            pthread_create(&j[i], NULL, many_joiner, &q);
+        for (int i = 0; i < WRITERS; i++)
+            join_thread(w[i]);
+        for (int i = 0; i < READERS; i++)
+            join_thread(r[i]);
+        for (int i = 0; i < JOINERS; i++)
+            join_thread(j[i]);
+        cr_assert_eq(m.shut_writer, WRITERS);
+        cr_assert_eq(m.shut_reader, READERS);
+        cr_assert_geq(m.puts, m.trigger_at);
+        if (immediate)
+            cr_assert_leq(m.gets, m.puts);
+        else
+            cr_assert_eq(m.gets, m.puts, "a plain shutdown lets readers drain");
+        cr_assert(ps_queue_empty(&q));
+        cr_assert_eq(ps_queue_destroy(&q), 0);
+    }
+}
+
+Test(queue, shutdown_all_methods_in_many_threads) { shutdown_all_methods_in_many_threads(false); }
+Test(queue, shutdown_immediate_all_methods_in_many_threads)
+{
+    shutdown_all_methods_in_many_threads(true);
+}
+
+/* ---- test_many_threads: 4 producers x 4 consumers x 100k, exactly once ---- */
+
+enum { MT_PRODUCERS = 4, MT_CONSUMERS = 4, MT_ITEMS = 100000 };
+
+struct mt {
+    ps_queue_t *q;
+    unsigned char *seen;
+    int id;
+    bool order_ok;
+};
+
+static void *mt_producer(void *arg)
+{
+    struct mt *p = arg;
+    for (intptr_t i = 0; i < MT_ITEMS; i++)
+        if (ps_queue_put(p->q, I(p->id * MT_ITEMS + i + 1), true, PS_FOREVER) != 0)
+            return I(1);
+    return NULL;
+}
+
+static void *mt_consumer(void *arg)
+{
+    struct mt *c = arg;
+    intptr_t last[MT_PRODUCERS];
+    memset(last, 0, sizeof last);
+    c->order_ok = true;
+    for (;;) {
+        intptr_t x = get_ok(c->q);
+        if (x == 0)
+            return NULL;
+        __atomic_fetch_add(&c->seen[x - 1], 1, __ATOMIC_RELAXED);
+        intptr_t p = (x - 1) / MT_ITEMS;
+        if (x <= last[p])       /* FIFO: one producer's items keep their order */
+            c->order_ok = false;
+        last[p] = x;
+    }
+}
+
+static void many_threads(size_t maxsize)
+{
+    ps_queue_t q;
+    make(&q, FIFO, maxsize);
+    unsigned char *seen = calloc(MT_PRODUCERS * MT_ITEMS, 1);
+    struct mt p[MT_PRODUCERS], c[MT_CONSUMERS];
+    pthread_t pt[MT_PRODUCERS], ct[MT_CONSUMERS];
+    for (int i = 0; i < MT_CONSUMERS; i++) {
+        c[i] = (struct mt){ &q, seen, i, true };
+        cr_assert_eq(pthread_create(&ct[i], NULL, mt_consumer, &c[i]), 0);
+    }
+    for (int i = 0; i < MT_PRODUCERS; i++) {
+        p[i] = (struct mt){ &q, seen, i, true };
+        cr_assert_eq(pthread_create(&pt[i], NULL, mt_producer, &p[i]), 0);
+    }
+    for (int i = 0; i < MT_PRODUCERS; i++) {
+        void *rc;
+        pthread_join(pt[i], &rc);
+        cr_assert_null(rc);
+    }
+    for (int i = 0; i < MT_CONSUMERS; i++)
+        ps_queue_put(&q, I(0), true, PS_FOREVER);      /* one stop sign each */
+    for (int i = 0; i < MT_CONSUMERS; i++) {
+        join_thread(ct[i]);
+        cr_assert(c[i].order_ok, "consumer %d saw a producer's items out of order", i);
+    }
+    for (long i = 0; i < (long)MT_PRODUCERS * MT_ITEMS; i++)
+        if (seen[i] != 1)
+            cr_assert_fail("item %ld arrived %d times", i + 1, seen[i]);
+    cr_assert_eq(ps_queue_qsize(&q), 0);
+    cr_assert_eq(ps_queue_destroy(&q), 0);
+    free(seen);
+}
+
+Test(queue, many_threads) { many_threads(0); }
+Test(queue, many_threads_bounded) { many_threads(64); }
