@@ -82,9 +82,10 @@ test: all check-man install-check $(B)/tests/run
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 sanitize: | deps
 	$(MAKE) B=$(B)/asan CFLAGS="-O1 -g $(SAN_FLAGS)" LDEXTRA="$(SAN_FLAGS)" $(B)/asan/tests/run-san
-	ASAN_OPTIONS=detect_leaks=1 $(B)/asan/tests/run-san --jobs 2
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  $(B)/asan/tests/run-san --jobs 2
 
-$(B)/asan/tests/run-san: $(TEST_SRC) $(wildcard tests/*.h) $(STATIC)
+$(B)/tests/run-san: $(TEST_SRC) $(wildcard tests/*.h) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(TESTFLAGS) -o $@ $(TEST_SRC) $(STATIC) -lcriterion -lm $(LDEXTRA)
 
