@@ -42,6 +42,7 @@
 
 #include "futex.h"
 #include "timing.h"
+#include "wordlock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -65,53 +66,12 @@ struct ps_queue_entry {
 #define WAIT_YIELDS  16         /* then sched_yield polls before sleeping */
 #define MAX_BACKOFF  64         /* pauses between two polls, at most */
 #define BATCH_DIV    4          /* a spinning putter waits for maxsize/4 free slots */
-#define LOCK_SPINS   200        /* polls of a held lock before sleeping on it */
 
 #define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define load_sc(p)          __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define store_sc(p, v)      __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
-#else
-#define cpu_relax() ((void)0)
-#endif
-
-/* ---- the locks: 0 free, 1 held, 2 held and someone may sleep on it ---- */
-
-static void lock_word_slow(unsigned *word)
-{
-    for (int i = 0; i < LOCK_SPINS; i++) {
-        unsigned free_word = 0;
-        if (load_relaxed(word) == 0 &&
-            __atomic_compare_exchange_n(word, &free_word, 1, false, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED))
-            return;
-        cpu_relax();
-    }
-    /* Marking it 2 makes the holder's unlock wake us; we may take it as 2 while
-     * nobody sleeps, which only costs one needless wake. */
-    while (__atomic_exchange_n(word, 2, __ATOMIC_ACQUIRE) != 0)
-        futex_wait(word, 2, NULL, false);
-}
-
-static inline void lock_word(unsigned *word)
-{
-    unsigned free_word = 0;
-    if (!__atomic_compare_exchange_n(word, &free_word, 1, false, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_RELAXED))
-        lock_word_slow(word);
-}
-
-static inline void unlock_word(unsigned *word)
-{
-    if (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) == 2)
-        futex_wake(word, 1, false);
-}
 
 /* Consumers of a FIFO have their own lock; the other kinds share one. */
 static inline unsigned *get_lock(ps_queue_t *q)
@@ -227,14 +187,14 @@ static int grow_ring(ps_queue_t *q)
     void **slots = cap ? malloc(cap * sizeof *slots) : NULL;
     if (!slots)
         return ENOMEM;
-    lock_word(&q->_get_lock);
+    wordlock_lock(&q->_get_lock);
     size_t tail = load_relaxed(&q->_tail);
     for (size_t i = load_relaxed(&q->_head); i != tail; i++)
         slots[i & (cap - 1)] = q->_slots[i & (q->_cap - 1)];
     void **old = q->_slots;
     q->_slots = slots;
     q->_cap = cap;
-    unlock_word(&q->_get_lock);
+    wordlock_release(&q->_get_lock);
     free(old);
     return 0;
 }
@@ -383,9 +343,9 @@ static int get_locked(ps_queue_t *q, void **item)
 
 static int try_put(ps_queue_t *q, void *item)
 {
-    lock_word(&q->_put_lock);
+    wordlock_lock(&q->_put_lock);
     int err = put_locked(q, item);
-    unlock_word(&q->_put_lock);
+    wordlock_release(&q->_put_lock);
     if (err == 0)
         wake_sleepers(&q->_not_empty, &q->_getters, 1);
     return err;
@@ -394,9 +354,9 @@ static int try_put(ps_queue_t *q, void *item)
 static int try_get(ps_queue_t *q, void **item)
 {
     unsigned *lock = get_lock(q);
-    lock_word(lock);
+    wordlock_lock(lock);
     int err = get_locked(q, item);
-    unlock_word(lock);
+    wordlock_release(lock);
     if (err == 0 && q->_maxsize)    /* unbounded queues have no putters asleep */
         wake_sleepers(&q->_not_full, &q->_putters, 1);
     return err;
@@ -434,6 +394,11 @@ static int get_slow(ps_queue_t *q, void **item, double timeout)
     }
 }
 
+/* Blocking callers stay counted in _inside until their last access, so destroy
+ * never frees a queue that a woken or polling thread still reads. */
+static void enter(ps_queue_t *q) { __atomic_fetch_add(&q->_inside, 1, __ATOMIC_RELAXED); }
+static void leave(ps_queue_t *q) { __atomic_fetch_sub(&q->_inside, 1, __ATOMIC_RELEASE); }
+
 /* ---- public API ---- */
 
 static int init_queue(ps_queue_t *q, size_t maxsize, int kind,
@@ -466,8 +431,7 @@ int ps_priorityqueue_init(ps_queue_t *q, size_t maxsize,
 
 static bool in_use(ps_queue_t *q)
 {
-    return load_acquire(&q->_getters) || load_acquire(&q->_putters) ||
-           load_acquire(&q->_joiners) || load_acquire(&q->_put_lock) ||
+    return load_acquire(&q->_inside) || load_acquire(&q->_put_lock) ||
            load_acquire(&q->_get_lock);
 }
 
@@ -535,7 +499,10 @@ int ps_queue_put(ps_queue_t *q, void *item, bool block, double timeout)
     int err = try_put(q, item);
     if (err != EAGAIN || !block)
         return err;
-    return put_slow(q, item, timeout);
+    enter(q);
+    err = put_slow(q, item, timeout);
+    leave(q);
+    return err;
 }
 
 int ps_queue_get(ps_queue_t *q, void **item, bool block, double timeout)
@@ -545,7 +512,10 @@ int ps_queue_get(ps_queue_t *q, void **item, bool block, double timeout)
     int err = try_get(q, item);
     if (err != EAGAIN || !block)
         return err;
-    return get_slow(q, item, timeout);
+    enter(q);
+    err = get_slow(q, item, timeout);
+    leave(q);
+    return err;
 }
 
 int ps_queue_put_nowait(ps_queue_t *q, void *item)
@@ -598,8 +568,10 @@ int ps_queue_join(ps_queue_t *q)
     if (!q || !q->_kind)
         return EINVAL;
     deadline_t forever = { .forever = true };
+    enter(q);
     while (!all_done(q))
         sleep_unless(q, &q->_all_done, &q->_joiners, all_done, &forever);
+    leave(q);
     return 0;
 }
 
@@ -621,17 +593,17 @@ int ps_queue_shutdown(ps_queue_t *q, bool immediate)
 {
     if (!q || !q->_kind)
         return EINVAL;
-    lock_word(&q->_put_lock);
+    wordlock_lock(&q->_put_lock);
     if (q->_kind == KIND_FIFO)
-        lock_word(&q->_get_lock);
+        wordlock_lock(&q->_get_lock);
     unsigned state = immediate ? SHUT_DOWN_NOW : SHUT_DOWN;
     if (load_relaxed(&q->_shutdown) < state)
         store_release(&q->_shutdown, state);
     if (immediate)
         discard_all(q);
     if (q->_kind == KIND_FIFO)
-        unlock_word(&q->_get_lock);
-    unlock_word(&q->_put_lock);
+        wordlock_release(&q->_get_lock);
+    wordlock_release(&q->_put_lock);
     wake_all(&q->_not_empty);
     wake_all(&q->_not_full);
     if (immediate)

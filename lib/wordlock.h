@@ -19,6 +19,14 @@ static inline bool wordlock_try(unsigned *word)
 /* Slow path: 0, or deadline_busy(d). */
 int wordlock_wait(unsigned *word, const deadline_t *d);
 
+/* Untimed acquire, for locks guarding internal state. */
+static inline void wordlock_lock(unsigned *word)
+{
+    static const deadline_t forever = { .forever = true };
+    if (!wordlock_try(word))
+        wordlock_wait(word, &forever);
+}
+
 void wordlock_wake(unsigned *word);
 
 /* Returns false (and changes nothing) if the word was not held. */

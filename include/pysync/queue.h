@@ -44,6 +44,7 @@ typedef struct ps_queue {
     unsigned _shutdown;         /* 0 alive, 1 shut down, 2 shut down immediately */
     char _pad5[64];
     unsigned _getters, _putters, _joiners;          /* threads asleep in each wait */
+    unsigned _inside;           /* threads in a blocking put, get or join */
     unsigned _not_empty, _not_full, _all_done;      /* futex words, bumped to wake */
 } ps_queue_t;
 
