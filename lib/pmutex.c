@@ -43,10 +43,6 @@ int pmutex_acquire(pthread_mutex_t *m, const deadline_t *d)
     int err;
     if (d->forever)
         return pmutex_lock(m);
-    if (d->nowait) {
-        err = pmutex_trylock(m);
-        return err == EBUSY ? EAGAIN : err;
-    }
 #ifdef PS_TSAN
     err = clocklock_for_tsan(m, &d->at);
 #else

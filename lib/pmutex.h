@@ -30,7 +30,7 @@ static inline int pmutex_trylock(pthread_mutex_t *m)
     return err;
 }
 
-/* 0, EOWNERDEAD, or deadline_busy(d) when it could not be had in time. */
+/* A wait (d is not nowait: callers try first): 0, EOWNERDEAD or ETIMEDOUT. */
 int  pmutex_acquire(pthread_mutex_t *m, const deadline_t *d);
 /* Blocking acquire for internal state; true if a dead owner left it. */
 bool pmutex_lock_repair(pthread_mutex_t *m);

@@ -4,7 +4,6 @@
 #ifndef PS_TIMING_H
 #define PS_TIMING_H
 
-#include <errno.h>
 #include <stdbool.h>
 #include <time.h>
 
@@ -33,16 +32,11 @@ static inline bool acquire_args_ok(bool blocking, double timeout)
 {
     return timeout == timeout && (blocking || timeout < 0);     /* not NaN */
 }
-/* What a wait that could not succeed at once returns: EAGAIN or ETIMEDOUT. */
-static inline int deadline_busy(const deadline_t *d)
-{
-    return d->nowait ? EAGAIN : ETIMEDOUT;
-}
 bool deadline_passed(const deadline_t *d);
 /* NULL for forever, else &d->at: the form futex and *_clocklock take. */
 static inline const struct timespec *deadline_ts(const deadline_t *d)
 {
-    return d->forever ? NULL : &d->at;   /* nowait: at is "now", already passed */
+    return d->forever ? NULL : &d->at;
 }
 
 #endif

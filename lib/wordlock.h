@@ -16,7 +16,7 @@ static inline bool wordlock_try(unsigned *word)
                                        __ATOMIC_RELAXED);
 }
 
-/* Slow path: 0, or deadline_busy(d). */
+/* Slow path, a wait (d is not nowait: callers try first): 0 or ETIMEDOUT. */
 int wordlock_wait(unsigned *word, const deadline_t *d);
 
 /* Untimed acquire, for locks guarding internal state. */
