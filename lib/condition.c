@@ -11,13 +11,15 @@
  *
  * Shared conditions cannot point into a waiter's stack, and their waiters may be
  * killed at any moment, so they use a futex sequence word: notify(n) bumps _seq,
- * wakes n sleepers (the kernel wakes the longest sleepers first, and never a dead
- * one) and adds min(n, waiters not yet notified) to _signals. A waiter the kernel
- * woke after _seq moved was chosen. A waiter that had released the lock but not
- * yet slept when the notify came finds _seq moved (EAGAIN) and is chosen only if
- * a signal is left; a timed-out waiter is never chosen. Killed waiters stay in
- * _waiters, so a notify may leave spare signals that such a latecomer takes:
- * after a kill, a notify can rarely wake one waiter more than asked.
+ * then wakes up to n sleepers (the kernel wakes the longest sleepers first, and
+ * never a dead one) and counts them in _woken; each of those returns 0. What is
+ * left of n becomes _signals for latecomers: waiters that were not asleep when
+ * it came (between unlock and sleep, or in a signal handler), whose futex_wait
+ * then fails with EAGAIN; _signal_seq, the _seq of the last notify that left
+ * signals, tells a latecomer whether any are meant for it. A waiter woken by a
+ * timeout is never chosen. Killed waiters stay in _waiters, so a notify may leave
+ * spare signals; only a latecomer of a later notify that leaves signals too can
+ * take one, so after a kill a notify can rarely wake one waiter more than asked.
  *
  * Both kinds count the callers inside wait in _waiters until they hold the lock
  * again, so destroy never frees a condition that a woken waiter still uses. */
@@ -54,7 +56,7 @@ int ps_condition_init(ps_condition_t *c, ps_rlock_t *lock, int flags)
     /* An offset, not a pointer: a shared condition and its lock in one segment stay
      * paired wherever each process maps that segment. */
     c->_lock_off = (char *)lock - (char *)c;
-    c->_seq = c->_waiters = c->_signals = 0;
+    c->_seq = c->_waiters = c->_woken = c->_signals = c->_signal_seq = 0;
     c->_head = c->_tail = NULL;
     c->_flags = flags;
     return 0;
@@ -142,17 +144,22 @@ static int wait_shared(ps_condition_t *c, const deadline_t *d)
     unsigned start = c->_seq;
     unsigned depth = rlock_release_all(lock);
     for (;;) {
+        unsigned awake_at = start;  /* _seq when it was last awake, outside the kernel */
         int slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
-        bool latecomer = slept == EAGAIN;   /* a notify came before it could sleep */
-        while (slept == EINTR)
+        while (slept == EINTR) {
+            awake_at = __atomic_load_n(&c->_seq, __ATOMIC_ACQUIRE);
             slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
+        }
         int relock = rlock_restore(lock, depth);
-        /* Woken by the kernel after a notify: chosen. A latecomer: chosen if a
-         * signal is left for such. */
-        bool changed = c->_seq != start;
-        if (changed && (slept == 0 || (latecomer && c->_signals > 0))) {
-            if (c->_signals > 0)
-                c->_signals--;
+        /* Woken by the kernel after a notify: chosen. Found _seq moved instead of
+         * sleeping: chosen if a notify since it was last awake left signals for
+         * such latecomers. Older signals are spares, never taken here. */
+        if (c->_seq != start && slept == 0 && c->_woken > 0) {
+            c->_woken--;
+            return relock;
+        }
+        if (slept == EAGAIN && c->_signals > 0 && (int)(c->_signal_seq - awake_at) > 0) {
+            c->_signals--;
             return relock;
         }
         if (slept == ETIMEDOUT)
@@ -164,14 +171,20 @@ static int wait_shared(ps_condition_t *c, const deadline_t *d)
 
 static void notify_shared(ps_condition_t *c, unsigned n)
 {
-    unsigned pending = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED) - c->_signals;
-    if (n > pending)
-        n = pending;
-    if (n == 0)
-        return;
-    c->_signals += n;
+    unsigned waiters = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED);
+    if (n == 0 || waiters == c->_woken + c->_signals)
+        return;                 /* nobody left to notify */
+    /* Bumped first: a waiter between unlock and sleep now cannot fall asleep. */
     __atomic_fetch_add(&c->_seq, 1, __ATOMIC_RELEASE);
-    futex_wake(&c->_seq, n, true);
+    unsigned woken = (unsigned)futex_wake(&c->_seq, n, true);
+    c->_woken += woken;
+    /* The rest of n goes to such latecomers (or to killed waiters, a spare). */
+    unsigned latecomers = waiters - c->_woken - c->_signals;
+    unsigned signals = n - woken < latecomers ? n - woken : latecomers;
+    if (signals > 0) {
+        c->_signals += signals;
+        c->_signal_seq = c->_seq;
+    }
 }
 
 /* Called with the lock held; _waiters (which destroy reads) counts the caller
@@ -180,9 +193,11 @@ static int wait_once(ps_condition_t *c, const deadline_t *d)
 {
     __atomic_fetch_add(&c->_waiters, 1, __ATOMIC_RELAXED);
     int err = is_shared(c) ? wait_shared(c, d) : wait_private(c, d);
-    unsigned waiters = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED) - 1;
-    if (c->_signals > waiters)  /* signals left for waiters that timed out or died */
-        c->_signals = waiters;
+    unsigned others = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED) - 1;
+    if (c->_woken > others)     /* woken ones that timed out first */
+        c->_woken = others;
+    if (c->_signals > others - c->_woken)   /* left for waiters that timed out or died */
+        c->_signals = others - c->_woken;
     __atomic_fetch_sub(&c->_waiters, 1, __ATOMIC_RELEASE);
     return err;
 }

@@ -64,7 +64,9 @@ typedef struct ps_condition {
     ptrdiff_t _lock_off;        /* offset from this object to its RLock (no raw pointer) */
     unsigned _seq;              /* shared: futex word, bumped by every notify */
     unsigned _waiters;          /* callers inside wait */
-    unsigned _signals;          /* shared: notifications not yet taken */
+    unsigned _woken;            /* shared: waiters the kernel woke, not yet back */
+    unsigned _signals;          /* shared: notifications for waiters not asleep */
+    unsigned _signal_seq;       /* shared: _seq of the last notify leaving _signals */
     struct ps_cond_waiter *_head, *_tail; /* private: FIFO of waiters */
     int _flags;
 } ps_condition_t;
