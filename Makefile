@@ -164,8 +164,8 @@ uninstall:
 	  rm -f $(DESTDIR)$(MANDIR)/man3/$$page; done
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/man7/*.7)))
 
-# Installs into a scratch DESTDIR and builds a program with pkg-config against it,
-# linked both statically and dynamically.
+# Installs into a scratch DESTDIR, builds and runs a program against it with
+# pkg-config (and compiles it as C++), then checks that uninstall removes it all.
 install-check: all
 	@set -e; d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
 	$(MAKE) -s install DESTDIR=$$d PREFIX=/opt/pysync >/dev/null; \
@@ -173,8 +173,9 @@ install-check: all
 	$(CC) -std=c11 -Wall -Werror -o $$d/prog tests/install_prog.c $$(pkg-config --cflags --libs pysync); \
 	LD_LIBRARY_PATH=$$d/opt/pysync/lib $$d/prog; \
 	c++ -x c++ -Wall -Werror -fsyntax-only $$(pkg-config --cflags pysync) tests/install_prog.c; \
-	MANPATH=$$d/opt/pysync/share/man man -w ps_lock_acquire >/dev/null 2>&1 || \
-	  test -f $$d/opt/pysync/share/man/man3/ps_lock_acquire.3; \
+	test -f $$d/opt/pysync/share/man/man3/ps_lock_acquire.3; \
+	$(MAKE) -s uninstall DESTDIR=$$d PREFIX=/opt/pysync; \
+	left=$$(find $$d/opt -type f); [ -z "$$left" ] || { echo "uninstall left: $$left"; exit 1; }; \
 	echo "install-check: ok"
 
 clean:
