@@ -51,12 +51,12 @@ $(B)/libpysync.so: $(SHARED)
 	ln -sf libpysync.so.$(VERSION) $@
 
 # ---- dependencies (Debian) ----
-DEPS_PKGS = libcriterion-dev mandoc pkg-config
 deps:
 	@missing=""; \
 	[ -f /usr/include/criterion/criterion.h ] || missing="$$missing libcriterion-dev"; \
 	command -v mandoc >/dev/null || missing="$$missing mandoc"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v c++ >/dev/null || missing="$$missing g++"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
