@@ -28,18 +28,24 @@ int futex_wake(unsigned *word, unsigned n, bool shared)
     return woken > 0 ? (int)woken : 0;
 }
 
+static void pause_1ms(void)
+{
+    const struct timespec ms = { 0, 1000000 };
+    int saved = errno;
+    nanosleep(&ms, NULL);
+    errno = saved;
+}
+
 bool waiters_present(unsigned *waiters, unsigned *word, bool shared)
 {
-    enum { TRIES = 200 };                   /* 1 ms apart */
-    const struct timespec pause = { 0, 1000000 };
-    for (int i = 0; i < TRIES; i++) {
+    for (int tries = 0; tries < 200; tries++) {
         if (!__atomic_load_n(waiters, __ATOMIC_ACQUIRE))
             return false;
         if (!shared)
             return true;                    /* exact: nobody can be killed alone */
         if (word && futex_wake(word, UINT_MAX, true) > 0)
             return true;
-        nanosleep(&pause, NULL);            /* a live waiter leaves in moments */
+        pause_1ms();                        /* a live waiter leaves in moments */
     }
-    return false;                           /* what is left was killed */
+    return false;                           /* the counted ones that stay were killed */
 }

@@ -183,7 +183,9 @@ int ps_thread_start(ps_thread_t *t)
             registry_add(1);
         }
         t->state = RUNNING;
+        int saved = errno;          /* pthread_create may leave errno changed */
         err = pthread_create(&t->handle, NULL, trampoline, t);
+        errno = saved;
         if (err) {
             t->state = NEW;
             if (!t->daemon)
