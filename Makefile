@@ -30,7 +30,7 @@ STRESSES = $(STRESS_SRC:tests/stress/%.c=$(B)/stress/%)
 DEMOS    = $(basename $(notdir $(EX_SRC)))
 
 .PHONY: all test deps demo examples sanitize tsan stress check-man install uninstall \
-        install-check bench deps-bench clean
+        install-check bench bench-build deps-bench clean
 .DELETE_ON_ERROR:
 
 all: $(STATIC) $(B)/libpysync.so
@@ -122,6 +122,8 @@ GLIB = $$(pkg-config --cflags --libs glib-2.0)
 $(B)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h) $(STATIC) | deps-bench
 	@mkdir -p $(dir $@)
 	$(CC) $(TESTFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(STATIC) -lm $(GLIB)
+
+bench-build: $(BENCHES)
 
 bench: $(BENCHES)
 	@set -e; for p in $(BENCHES); do echo "== $$p"; $$p; done
