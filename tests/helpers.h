@@ -170,6 +170,77 @@ static inline void child_kill(pid_t pid)
         ;
 }
 
+/* Forks n children, each running fn(arg) (see fork_child). */
+static inline void fork_children(pid_t *pids, int n, int (*fn)(void *), void *arg)
+{
+    for (int i = 0; i < n; i++)
+        pids[i] = fork_child(fn, arg);
+}
+
+/* Waits for all n children (child_wait, `timeout` s each) and stores their codes, so no
+ * child is left behind even when the caller then fails on the first bad code. */
+static inline void wait_children(const pid_t *pids, int n, double timeout, int *codes)
+{
+    for (int i = 0; i < n; i++)
+        codes[i] = child_wait(pids[i], timeout);
+}
+
+/* SIGKILLs and reaps n children. */
+static inline void kill_children(const pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++)
+        child_kill(pids[i]);
+}
+
+/* ---- waiters that are processes or threads ---- */
+
+/* The waiter-death tests alternate rounds of waiter processes and waiter threads running
+ * the same int fn(arg); this group starts and joins either kind the same way. */
+enum { WAITERS_MAX = 8 };
+
+typedef struct waiters {
+    bool procs;                 /* processes (fork_child) or threads */
+    int n;
+    int (*fn)(void *);
+    void *arg;
+    pid_t pids[WAITERS_MAX];
+    pthread_t tids[WAITERS_MAX];
+} waiters_t;
+
+static inline void *waiters_thread_main(void *arg)
+{
+    waiters_t *w = (waiters_t *)arg;
+    return (void *)(intptr_t)w->fn(w->arg);
+}
+
+/* Starts n waiters running fn(arg): processes if procs, else threads. */
+static inline void waiters_start(waiters_t *w, bool procs, int n, int (*fn)(void *), void *arg)
+{
+    w->procs = procs;
+    w->n = n;
+    w->fn = fn;
+    w->arg = arg;
+    if (procs)
+        fork_children(w->pids, n, fn, arg);
+    else
+        start_threads(w->tids, n, waiters_thread_main, w, 0);
+}
+
+/* Joins the group and stores what fn returned in each waiter (for a process: its exit
+ * code as child_wait reports it, waiting `timeout` s for each). */
+static inline void waiters_join(waiters_t *w, double timeout, int *codes)
+{
+    if (w->procs) {
+        wait_children(w->pids, w->n, timeout, codes);
+        return;
+    }
+    for (int i = 0; i < w->n; i++) {
+        void *r;
+        pthread_join(w->tids[i], &r);
+        codes[i] = (int)(intptr_t)r;
+    }
+}
+
 /* ---- waiting for a condition ---- */
 
 /* Polls pred(arg) until it is true or `timeout` s passed; returns its last value. */
@@ -251,6 +322,49 @@ static inline void signal_storm_stop(signal_storm_t *s)
     pthread_join(s->thread, NULL);
 }
 
+/* Runs fn(arg) in a new thread, storming it with SIGUSR1 until it returns (a timed wait
+ * must neither end early nor report EINTR). Returns how many signals were sent. */
+static inline int run_thread_under_signals(thread_fn fn, void *arg)
+{
+    pthread_t t;
+    start_threads(&t, 1, fn, arg, 0);
+    signal_storm_t s;
+    signal_storm_start(&s, t);
+    join_threads(&t, 1, NULL);
+    signal_storm_stop(&s);
+    return atomic_load(&s.sent);
+}
+
+/* Storms thread t with SIGUSR1 for `secs` s (an untimed wait must survive it). */
+static inline void signal_thread_for(pthread_t t, double secs)
+{
+    signal_storm_t s;
+    signal_storm_start(&s, t);
+    sleep_s(secs);
+    signal_storm_stop(&s);
+}
+
+/* ---- mutual exclusion counters ---- */
+
+/* The counter tests' body, shared by the lock-like types: `iters` times take(obj), do a
+ * non-atomic read, yield, write of *counter, then give(obj). Returns 0, or 2 if a take
+ * failed, 3 if a give failed (it then stops). */
+static inline int increment_under_lock(long *counter, int iters, int (*take)(void *),
+                                       int (*give)(void *), void *obj)
+{
+    for (int i = 0; i < iters; i++) {
+        if (take(obj) != 0)
+            return 2;
+        long v = *counter;
+        if ((i & 255) == 0)
+            sched_yield();
+        *counter = v + 1;
+        if (give(obj) != 0)
+            return 3;
+    }
+    return 0;
+}
+
 /* ---- assertions (Criterion only) ---- */
 
 /* Asserts that `call` returns `want`. */
@@ -277,6 +391,25 @@ static inline void signal_storm_stop(signal_storm_t *s)
         *(slot) = (call);                                                           \
         if (errno != 12345)                                                         \
             *(errno_ok) = false;                                                    \
+    } while (0)
+
+/* Joins a waiters_t group (10 s per process) and asserts that every waiter returned 0. */
+#define CHECK_WAITERS_OK(w, round) do {                                             \
+        int codes_[WAITERS_MAX];                                                    \
+        waiters_join((w), 10.0, codes_);                                            \
+        for (int i_ = 0; i_ < (w)->n; i_++)                                         \
+            cr_assert_eq(codes_[i_], 0, "round %d: waiter %s %d got %d", (round),   \
+                         (w)->procs ? "process" : "thread", i_, codes_[i_]);        \
+    } while (0)
+
+/* Waits for n children (`timeout` s each, all of them first) and asserts that each
+ * exited with `want`. */
+#define CHECK_CHILDREN(pids, n, timeout, want) do {                                 \
+        int codes_[n];                                                              \
+        wait_children((pids), (n), (timeout), codes_);                              \
+        for (int i_ = 0; i_ < (n); i_++)                                            \
+            cr_assert_eq(codes_[i_], (want), "child %d ended with %d, expected %d", \
+                         i_, codes_[i_], (want));                                   \
     } while (0)
 
 #endif

@@ -207,27 +207,43 @@ typedef struct abctx {
     atomic_int unexpected;
 } abctx_t;
 
-/* CPython test_abort */
-static void *abort_f(void *arg)
+/* Counts the result of the wait that the abort or reset breaks: 0 (results1), EPIPE
+ * (results2) or anything else (unexpected). */
+static void count_broken_wait(abctx_t *c, int rc)
 {
-    abctx_t *c = arg;
-    unsigned i;
-    int rc = ps_barrier_wait(c->b, 10.0, &i);
-    if (rc != 0) {
-        atomic_fetch_add(&c->unexpected, 1);
-        return NULL;
-    }
-    if (i == (unsigned)c->n / 2) {
-        ps_barrier_abort(c->b);
-        return NULL;
-    }
-    rc = ps_barrier_wait(c->b, 10.0, &i);
     if (rc == 0)
         atomic_fetch_add(&c->results1, 1);
     else if (rc == EPIPE)
         atomic_fetch_add(&c->results2, 1);
     else
         atomic_fetch_add(&c->unexpected, 1);
+}
+
+/* The first wait of the abort/reset tests: -1 if it failed (counted as unexpected),
+ * 1 for the thread that got index n/2 (it breaks the next wait), 0 for the others. */
+static int first_pass(abctx_t *c)
+{
+    unsigned i;
+    if (ps_barrier_wait(c->b, 10.0, &i) != 0) {
+        atomic_fetch_add(&c->unexpected, 1);
+        return -1;
+    }
+    return i == (unsigned)c->n / 2;
+}
+
+/* CPython test_abort */
+static void *abort_f(void *arg)
+{
+    abctx_t *c = arg;
+    unsigned i;
+    int role = first_pass(c);
+    if (role < 0)
+        return NULL;
+    if (role == 1) {
+        ps_barrier_abort(c->b);
+        return NULL;
+    }
+    count_broken_wait(c, ps_barrier_wait(c->b, 10.0, &i));
     return NULL;
 }
 
@@ -253,32 +269,34 @@ static void *reset_f(void *arg)
 {
     abctx_t *c = arg;
     unsigned i;
-    int rc = ps_barrier_wait(c->b, 10.0, &i);
-    if (rc != 0) {
-        atomic_fetch_add(&c->unexpected, 1);
+    int role = first_pass(c);
+    if (role < 0)
         return NULL;
-    }
-    if (i == (unsigned)c->n / 2) {
+    if (role == 1) {
         if (!barrier_has_waiters(c->b, (unsigned)c->n - 1, 10.0))
             atomic_fetch_add(&c->unexpected, 1);
         if (ps_barrier_reset(c->b) != 0)
             atomic_fetch_add(&c->unexpected, 1);
     } else {
-        rc = ps_barrier_wait(c->b, 10.0, &i);
-        if (rc == 0)
-            atomic_fetch_add(&c->results1, 1);
-        else if (rc == EPIPE)
-            atomic_fetch_add(&c->results2, 1);
-        else
-            atomic_fetch_add(&c->unexpected, 1);
+        count_broken_wait(c, ps_barrier_wait(c->b, 10.0, &i));
     }
     /* now pass the barrier again */
-    rc = ps_barrier_wait(c->b, 10.0, &i);
-    if (rc == 0)
+    if (ps_barrier_wait(c->b, 10.0, &i) == 0)
         atomic_fetch_add(&c->results3, 1);
     else
         atomic_fetch_add(&c->unexpected, 1);
     return NULL;
+}
+
+/* After test_reset and test_abort_and_reset: the broken wait gave EPIPE to all but the
+ * one who broke it, and then everyone passed again. */
+static void check_broken_then_passed(abctx_t *c)
+{
+    cr_assert_eq(atomic_load(&c->unexpected), 0, "unexpected results: %d",
+                 atomic_load(&c->unexpected));
+    cr_assert_eq(atomic_load(&c->results1), 0);
+    cr_assert_eq(atomic_load(&c->results2), c->n - 1);
+    cr_assert_eq(atomic_load(&c->results3), c->n);
 }
 
 Test(barrier, reset)
@@ -286,11 +304,7 @@ Test(barrier, reset)
     abctx_t c = { .n = 5 };
     c.b = ps_barrier_new(5, NULL, NULL, PS_FOREVER, 0);
     run_threads(c.n, reset_f, &c, 0);
-    cr_assert_eq(atomic_load(&c.unexpected), 0, "unexpected results: %d",
-                 atomic_load(&c.unexpected));
-    cr_assert_eq(atomic_load(&c.results1), 0);
-    cr_assert_eq(atomic_load(&c.results2), c.n - 1);
-    cr_assert_eq(atomic_load(&c.results3), c.n);
+    check_broken_then_passed(&c);
     cr_assert(!ps_barrier_broken(c.b));
     ps_barrier_free(c.b);
 }
@@ -300,22 +314,13 @@ static void *abort_and_reset_f(void *arg)
 {
     abctx_t *c = arg;
     unsigned i;
-    int rc = ps_barrier_wait(c->b, 10.0, &i);
-    if (rc == 0 && i == (unsigned)c->n / 2) {
+    int role = first_pass(c);
+    if (role == 1)
         ps_barrier_abort(c->b);
-    } else if (rc == 0) {
-        rc = ps_barrier_wait(c->b, 10.0, &i);
-        if (rc == 0)
-            atomic_fetch_add(&c->results1, 1);
-        else if (rc == EPIPE)
-            atomic_fetch_add(&c->results2, 1);
-        else
-            atomic_fetch_add(&c->unexpected, 1);
-    } else {
-        atomic_fetch_add(&c->unexpected, 1);
-    }
+    else if (role == 0)
+        count_broken_wait(c, ps_barrier_wait(c->b, 10.0, &i));
     /* synchronize and reset: everyone has left b when we reset, nobody enters before */
-    rc = ps_barrier_wait(c->b2, 10.0, &i);
+    int rc = ps_barrier_wait(c->b2, 10.0, &i);
     if (rc != 0)
         atomic_fetch_add(&c->unexpected, 1);
     if (rc == 0 && i == (unsigned)c->n / 2 && ps_barrier_reset(c->b) != 0)
@@ -335,11 +340,7 @@ Test(barrier, abort_and_reset)
     c.b = ps_barrier_new(5, NULL, NULL, PS_FOREVER, 0);
     c.b2 = ps_barrier_new(5, NULL, NULL, PS_FOREVER, 0);
     run_threads(c.n, abort_and_reset_f, &c, 0);
-    cr_assert_eq(atomic_load(&c.unexpected), 0, "unexpected results: %d",
-                 atomic_load(&c.unexpected));
-    cr_assert_eq(atomic_load(&c.results1), 0);
-    cr_assert_eq(atomic_load(&c.results2), c.n - 1);
-    cr_assert_eq(atomic_load(&c.results3), c.n);
+    check_broken_then_passed(&c);
     ps_barrier_free(c.b);
     ps_barrier_free(c.b2);
 }
@@ -519,12 +520,7 @@ Test(barrier, destroy_while_waited_ebusy)
 static void barrier_signal_test(ps_barrier_t *b)
 {
     tw_t w = { .b = b, .timeout = 0.3 };
-    pthread_t t;
-    start_threads(&t, 1, timed_wait, &w, 0);
-    signal_storm_t s;
-    signal_storm_start(&s, t);
-    join_threads(&t, 1, NULL);
-    signal_storm_stop(&s);
+    run_thread_under_signals(timed_wait, &w);
     cr_assert_eq(w.rc, ETIMEDOUT, "got %d (%s)", w.rc, strerror(w.rc));
     cr_assert_geq(w.elapsed, LOWER_BOUND(0.3), "after %.4f s", w.elapsed);
     cr_assert(w.errno_ok);
@@ -532,11 +528,10 @@ static void barrier_signal_test(ps_barrier_t *b)
 
     /* untimed */
     tw_t w2 = { .b = b, .timeout = PS_FOREVER };
+    pthread_t t;
     start_threads(&t, 1, timed_wait, &w2, 0);
     cr_assert(barrier_has_waiters(b, 1, 5.0));
-    signal_storm_start(&s, t);
-    sleep_s(0.2);
-    signal_storm_stop(&s);
+    signal_thread_for(t, 0.2);
     cr_assert_eq(ps_barrier_n_waiting(b), 1, "untimed barrier wait ended by a signal");
     unsigned idx;
     CHECK_RC(ps_barrier_wait(b, 5.0, &idx), 0);
@@ -587,11 +582,6 @@ static int bproc(void *arg)
     return 0;
 }
 
-static void *bthread(void *arg)
-{
-    return (void *)(intptr_t)bproc(arg);
-}
-
 Test(barrier_shared, processes_rounds)
 {
     bshared_t *s = shm_alloc(sizeof *s);
@@ -600,12 +590,8 @@ Test(barrier_shared, processes_rounds)
     s->timeout = 10.0;
     s->rounds = 8;
     pid_t pids[3];
-    for (int i = 0; i < 3; i++)
-        pids[i] = fork_child(bproc, s);
-    for (int i = 0; i < 3; i++) {
-        int code = child_wait(pids[i], 20.0);
-        cr_assert_eq(code, 0, "process %d ended with %d", i, code);
-    }
+    fork_children(pids, 3, bproc, s);
+    CHECK_CHILDREN(pids, 3, 20.0, 0);
     for (int r = 0; r < s->rounds; r++)
         for (int i = 0; i < 3; i++)
             cr_assert_eq(atomic_load(&s->seen[r][i]), 1, "round %d index %d: %d", r, i,
@@ -640,14 +626,10 @@ Test(barrier_shared, abort_wakes_other_process)
     s->timeout = 10.0;
     s->rounds = 1;
     pid_t pids[2];
-    for (int i = 0; i < 2; i++)
-        pids[i] = fork_child(bproc, s);
+    fork_children(pids, 2, bproc, s);
     cr_assert(barrier_has_waiters(s->b, 2, 5.0));
     CHECK_RC(ps_barrier_abort(s->b), 0);
-    for (int i = 0; i < 2; i++) {
-        int code = child_wait(pids[i], 10.0);
-        cr_assert_eq(code, EPIPE, "process %d: %d", i, code);
-    }
+    CHECK_CHILDREN(pids, 2, 10.0, EPIPE);
     ps_barrier_free(s->b);
     shm_free(s, sizeof *s);
 }
@@ -661,12 +643,10 @@ Test(barrier_shared, waiter_killed)
     s->timeout = 20.0;
     s->rounds = 1;
     pid_t dead[2];
-    for (int i = 0; i < 2; i++)
-        dead[i] = fork_child(bproc, s);
+    fork_children(dead, 2, bproc, s);
     cr_assert(barrier_has_waiters(s->b, 2, 5.0));
     sleep_s(0.05);
-    for (int i = 0; i < 2; i++)
-        child_kill(dead[i]);
+    kill_children(dead, 2);
     CHECK_RC_E(ps_barrier_reset(s->b), 0);
     cr_expect_eq(ps_barrier_n_waiting(s->b), 0, "n_waiting after reset: %u",
                  ps_barrier_n_waiting(s->b));
@@ -676,25 +656,9 @@ Test(barrier_shared, waiter_killed)
     for (int round = 0; round < 5; round++) {
         memset(s->seen, 0, sizeof s->seen);
         atomic_store(&s->action_count, 0);
-        pid_t pids[3];
-        pthread_t t[3];
-        if (round % 2 == 0)
-            for (int i = 0; i < 3; i++)
-                pids[i] = fork_child(bproc, s);
-        else
-            start_threads(t, 3, bthread, s, 0);
-        if (round % 2 == 0) {
-            for (int i = 0; i < 3; i++) {
-                int code = child_wait(pids[i], 10.0);
-                cr_assert_eq(code, 0, "round %d: waiter process got %d", round, code);
-            }
-        } else {
-            void *r[3];
-            join_threads(t, 3, r);
-            for (int i = 0; i < 3; i++)
-                cr_assert_eq((int)(intptr_t)r[i], 0, "round %d: waiter thread got %d", round,
-                             (int)(intptr_t)r[i]);
-        }
+        waiters_t w;
+        waiters_start(&w, round % 2 == 0, 3, bproc, s);
+        CHECK_WAITERS_OK(&w, round);
         for (int i = 0; i < 3; i++)
             cr_assert_eq(atomic_load(&s->seen[0][i]), 1, "round %d: index %d seen %d times",
                          round, i, atomic_load(&s->seen[0][i]));
@@ -706,11 +670,13 @@ Test(barrier_shared, waiter_killed)
 
 /* ================================================================== destroy races */
 
-/* The last arrival destroys the barrier as soon as its wait returns: EBUSY is fine
- * while the others are still leaving wait, but once destroy returns 0 nobody may
- * touch the barrier (its page is unmapped). */
-static void destroy_after_trip(int flags)
+/* Two threads wait, then the barrier is released (the third arrival: abort false) or
+ * aborted (abort true) and destroyed at once: EBUSY is fine while the others are still
+ * leaving wait, but once destroy returns 0 nobody may touch the barrier (its page is
+ * unmapped). The waiters get 0 after a trip, EPIPE after an abort. */
+static void destroy_after_wake(int flags, bool abort)
 {
+    int want = abort ? EPIPE : 0;
     for (int iter = 0; iter < 20; iter++) {
         ps_barrier_t *b = page_alloc();
         CHECK_RC(ps_barrier_init(b, 3, NULL, NULL, PS_FOREVER, flags), 0);
@@ -718,41 +684,24 @@ static void destroy_after_trip(int flags)
         pthread_t t[2];
         start_threads(t, 2, timed_wait, w, sizeof w[0]);
         cr_assert(barrier_has_waiters(b, 2, 5.0));
-        unsigned idx;
-        CHECK_RC(ps_barrier_wait(b, 5.0, &idx), 0);
+        if (abort) {
+            CHECK_RC(ps_barrier_abort(b), 0);
+        } else {
+            unsigned idx;
+            CHECK_RC(ps_barrier_wait(b, 5.0, &idx), 0);
+        }
         int rc;
         DESTROY_RETRY(rc, ps_barrier_destroy(b));
-        cr_assert_eq(rc, 0, "iteration %d: destroy after the round: %d", iter, rc);
+        cr_assert_eq(rc, 0, "iteration %d: destroy after %s: %d", iter,
+                     abort ? "abort" : "the round", rc);
         page_free(b);
         join_threads(t, 2, NULL);
-        cr_assert_eq(w[0].rc, 0, "iteration %d: %d", iter, w[0].rc);
-        cr_assert_eq(w[1].rc, 0, "iteration %d: %d", iter, w[1].rc);
+        cr_assert_eq(w[0].rc, want, "iteration %d: %d", iter, w[0].rc);
+        cr_assert_eq(w[1].rc, want, "iteration %d: %d", iter, w[1].rc);
     }
 }
 
-Test(barrier, destroy_right_after_trip) { destroy_after_trip(0); }
-Test(barrier_shared, destroy_right_after_trip) { destroy_after_trip(PS_SHARED); }
-
-/* abort, then destroy at once: same rule. */
-static void destroy_after_abort(int flags)
-{
-    for (int iter = 0; iter < 20; iter++) {
-        ps_barrier_t *b = page_alloc();
-        CHECK_RC(ps_barrier_init(b, 3, NULL, NULL, PS_FOREVER, flags), 0);
-        tw_t w[2] = { { .b = b, .timeout = 5.0 }, { .b = b, .timeout = 5.0 } };
-        pthread_t t[2];
-        start_threads(t, 2, timed_wait, w, sizeof w[0]);
-        cr_assert(barrier_has_waiters(b, 2, 5.0));
-        CHECK_RC(ps_barrier_abort(b), 0);
-        int rc;
-        DESTROY_RETRY(rc, ps_barrier_destroy(b));
-        cr_assert_eq(rc, 0, "iteration %d: destroy after abort: %d", iter, rc);
-        page_free(b);
-        join_threads(t, 2, NULL);
-        cr_assert_eq(w[0].rc, EPIPE, "iteration %d: %d", iter, w[0].rc);
-        cr_assert_eq(w[1].rc, EPIPE, "iteration %d: %d", iter, w[1].rc);
-    }
-}
-
-Test(barrier, destroy_right_after_abort) { destroy_after_abort(0); }
-Test(barrier_shared, destroy_right_after_abort) { destroy_after_abort(PS_SHARED); }
+Test(barrier, destroy_right_after_trip) { destroy_after_wake(0, false); }
+Test(barrier_shared, destroy_right_after_trip) { destroy_after_wake(PS_SHARED, false); }
+Test(barrier, destroy_right_after_abort) { destroy_after_wake(0, true); }
+Test(barrier_shared, destroy_right_after_abort) { destroy_after_wake(PS_SHARED, true); }

@@ -51,6 +51,17 @@ static void *cond_waiter(void *arg)
     return NULL;
 }
 
+/* Starts n cond_waiter threads on s, with ids first_id, first_id + 1, ... */
+static void start_cond_waiters(pthread_t *t, waiter_t *w, int n, cstate_t *s, int first_id)
+{
+    memset(w, 0, (size_t)n * sizeof w[0]);
+    for (int i = 0; i < n; i++) {
+        w[i].s = s;
+        w[i].id = first_id + i;
+    }
+    start_threads(t, n, cond_waiter, w, sizeof w[0]);
+}
+
 /* Waits until n waiters registered, then takes and drops the lock: they are all
  * inside wait (they registered while holding it). */
 static void all_waiting(cstate_t *s, int n)
@@ -59,6 +70,19 @@ static void all_waiting(cstate_t *s, int n)
               atomic_load(&s->registered), n);
     CHECK_RC(ps_condition_acquire(s->cond, true, 10.0), 0);
     CHECK_RC(ps_condition_release(s->cond), 0);
+}
+
+/* Starts n cond_waiter threads (ids 0..n-1) one at a time, each inside wait before the
+ * next starts: the FIFO tests then know the order in which they began waiting. */
+static void start_waiters_in_order(pthread_t *t, waiter_t *w, int n, cstate_t *s)
+{
+    memset(w, 0, (size_t)n * sizeof w[0]);
+    for (int i = 0; i < n; i++) {
+        w[i].s = s;
+        w[i].id = i;
+        start_threads(&t[i], 1, cond_waiter, &w[i], 0);
+        all_waiting(s, i + 1);
+    }
 }
 
 static void notify_locked(cstate_t *s, unsigned n, bool all)
@@ -249,13 +273,8 @@ static void check_notify(ps_condition_t *c)
     enum { N = 5 };
     cstate_t s = { .cond = c, .timeout = 10.0 };
     waiter_t w[N];
-    memset(w, 0, sizeof w);
-    for (int i = 0; i < N; i++) {
-        w[i].s = &s;
-        w[i].id = i;
-    }
     pthread_t t[N];
-    start_threads(t, N, cond_waiter, w, sizeof w[0]);
+    start_cond_waiters(t, w, N, &s, 0);
     all_waiting(&s, N);
     cr_assert_eq(atomic_load(&s.returned), 0);
 
@@ -295,11 +314,8 @@ Test(condition, notify_more_than_waiters)
     enum { N = 3 };
     cstate_t s = { .cond = c, .timeout = 10.0 };
     waiter_t w[N];
-    memset(w, 0, sizeof w);
-    for (int i = 0; i < N; i++)
-        w[i].s = &s;
     pthread_t t[N];
-    start_threads(t, N, cond_waiter, w, sizeof w[0]);
+    start_cond_waiters(t, w, N, &s, 0);
     all_waiting(&s, N);
     notify_locked(&s, 10, false);
     join_threads(t, N, NULL);
@@ -319,11 +335,8 @@ Test(condition, notify_all)
     for (int round = 0; round < 3; round++) {
         cstate_t s = { .cond = c, .timeout = 10.0 };
         waiter_t w[N];
-        memset(w, 0, sizeof w);
-        for (int i = 0; i < N; i++)
-            w[i].s = &s;
         pthread_t t[N];
-        start_threads(t, N, cond_waiter, w, sizeof w[0]);
+        start_cond_waiters(t, w, N, &s, 0);
         all_waiting(&s, N);
         sleep_s(0.02);
         cr_assert_eq(atomic_load(&s.returned), 0, "a waiter returned without notify");
@@ -342,14 +355,8 @@ static void check_fifo(ps_condition_t *c)
     enum { N = 8 };
     cstate_t s = { .cond = c, .timeout = 10.0 };
     waiter_t w[N];
-    memset(w, 0, sizeof w);
     pthread_t t[N];
-    for (int i = 0; i < N; i++) {
-        w[i].s = &s;
-        w[i].id = i;
-        start_threads(&t[i], 1, cond_waiter, &w[i], 0);
-        all_waiting(&s, i + 1);
-    }
+    start_waiters_in_order(t, w, N, &s);
     for (int k = 0; k < N; k++) {
         notify_locked(&s, 1, false);
         cr_assert(wait_count(&s.returned, k + 1, 5.0), "notify(1) #%d woke nobody", k);
@@ -376,14 +383,8 @@ Test(condition, notify_n_fifo)
     enum { N = 6 };
     cstate_t s = { .cond = c, .timeout = 10.0 };
     waiter_t w[N];
-    memset(w, 0, sizeof w);
     pthread_t t[N];
-    for (int i = 0; i < N; i++) {
-        w[i].s = &s;
-        w[i].id = i;
-        start_threads(&t[i], 1, cond_waiter, &w[i], 0);
-        all_waiting(&s, i + 1);
-    }
+    start_waiters_in_order(t, w, N, &s);
     for (int k = 0; k < N; k += 2) {
         notify_locked(&s, 2, false);
         cr_assert(wait_count(&s.returned, k + 2, 5.0));
@@ -625,29 +626,30 @@ Test(condition, destroy_while_waited_ebusy)
     CHECK_RC_E(ps_condition_destroy(&cond), 0);
 }
 
-Test(condition, signal_does_not_end_wait)
+/* Shared by both signal tests: a 0.3 s wait stormed with signals times out, not
+ * earlier, and leaves errno alone. */
+static void check_timed_wait_under_signals(ps_condition_t *c)
 {
-    ps_condition_t *c = ps_condition_new(NULL, 0);
     cstate_t s = { .cond = c, .timeout = 0.3 };
     waiter_t w = { .s = &s };
-    pthread_t t;
-    start_threads(&t, 1, cond_waiter, &w, 0);
-    signal_storm_t st;
-    signal_storm_start(&st, t);
-    join_threads(&t, 1, NULL);
-    signal_storm_stop(&st);
+    run_thread_under_signals(cond_waiter, &w);
     cr_assert_eq(w.rc, ETIMEDOUT, "got %d (%s)", w.rc, strerror(w.rc));
     cr_assert_geq(w.elapsed, LOWER_BOUND(0.3), "after %.4f s", w.elapsed);
     cr_assert(w.errno_ok);
+}
+
+Test(condition, signal_does_not_end_wait)
+{
+    ps_condition_t *c = ps_condition_new(NULL, 0);
+    check_timed_wait_under_signals(c);
 
     /* untimed wait: survives signals, then is notified */
     cstate_t s2 = { .cond = c, .timeout = PS_FOREVER };
     waiter_t w2 = { .s = &s2 };
+    pthread_t t;
     start_threads(&t, 1, cond_waiter, &w2, 0);
     all_waiting(&s2, 1);
-    signal_storm_start(&st, t);
-    sleep_s(0.2);
-    signal_storm_stop(&st);
+    signal_thread_for(t, 0.2);
     cr_assert_eq(atomic_load(&s2.returned), 0, "untimed wait returned %d on a signal", w2.rc);
     notify_locked(&s2, 1, false);
     join_threads(&t, 1, NULL);
@@ -783,8 +785,7 @@ Test(condition_shared, notify_other_process)
     s->timeout = 10.0;
     enum { N = 3 };
     pid_t pids[N];
-    for (int i = 0; i < N; i++)
-        pids[i] = fork_child(proc_waiter, s);
+    fork_children(pids, N, proc_waiter, s);
     all_waiting(s, N);
     notify_locked(s, 1, false);
     cr_assert(wait_count(&s->returned, 1, 5.0));
@@ -792,10 +793,7 @@ Test(condition_shared, notify_other_process)
     cr_assert_eq(atomic_load(&s->returned), 1, "notify(1) woke %d processes",
                  atomic_load(&s->returned));
     notify_locked(s, 0, true);
-    for (int i = 0; i < N; i++) {
-        int code = child_wait(pids[i], 10.0);
-        cr_assert_eq(code, 0, "waiter process %d ended with %d", i, code);
-    }
+    CHECK_CHILDREN(pids, N, 10.0, 0);
     ps_condition_free(s->cond);
     shm_free(s, sizeof *s);
 }
@@ -803,16 +801,7 @@ Test(condition_shared, notify_other_process)
 Test(condition_shared, signal_does_not_end_wait)
 {
     ps_condition_t *c = ps_condition_new(NULL, PS_SHARED);
-    cstate_t s = { .cond = c, .timeout = 0.3 };
-    waiter_t w = { .s = &s };
-    pthread_t t;
-    start_threads(&t, 1, cond_waiter, &w, 0);
-    signal_storm_t st;
-    signal_storm_start(&st, t);
-    join_threads(&t, 1, NULL);
-    signal_storm_stop(&st);
-    cr_assert_eq(w.rc, ETIMEDOUT, "got %d (%s)", w.rc, strerror(w.rc));
-    cr_assert_geq(w.elapsed, LOWER_BOUND(0.3), "after %.4f s", w.elapsed);
+    check_timed_wait_under_signals(c);
     ps_condition_free(c);
 }
 
@@ -867,9 +856,9 @@ Test(condition_shared, pingpong_processes)
     shm_free(p, sizeof *p);
 }
 
-/* Two waiting processes are SIGKILLed; five rounds of new waiters (processes on even
- * rounds, threads on odd ones) must then wait and be woken exactly as before. */
-Test(condition_shared, waiter_killed)
+/* The waiter-death tests' setup: a shared condition on which two waiting processes were
+ * SIGKILLed; its state is in shared memory, later waiters wait 5 s. */
+static cstate_t *with_killed_waiters(void)
 {
     cstate_t *s = shm_alloc(sizeof *s);
     s->cond = ps_condition_new(NULL, PS_SHARED);
@@ -883,20 +872,18 @@ Test(condition_shared, waiter_killed)
         child_kill(dead[i]);
 
     s->timeout = 5.0;
+    return s;
+}
+
+/* Two waiting processes are SIGKILLed; five rounds of new waiters (processes on even
+ * rounds, threads on odd ones) must then wait and be woken exactly as before. */
+Test(condition_shared, waiter_killed)
+{
+    cstate_t *s = with_killed_waiters();
     for (int round = 0; round < 5; round++) {
         int base_reg = atomic_load(&s->registered), base_ret = atomic_load(&s->returned);
-        pid_t pids[2];
-        pthread_t t[2];
-        waiter_t w[2];
-        memset(w, 0, sizeof w);
-        if (round % 2 == 0) {
-            for (int i = 0; i < 2; i++)
-                pids[i] = fork_child(proc_waiter, s);
-        } else {
-            for (int i = 0; i < 2; i++)
-                w[i].s = s;
-            start_threads(t, 2, cond_waiter, w, sizeof w[0]);
-        }
+        waiters_t w;
+        waiters_start(&w, round % 2 == 0, 2, proc_waiter, s);
         all_waiting(s, base_reg + 2);
         sleep_s(0.05);
         cr_assert_eq(atomic_load(&s->returned), base_ret,
@@ -910,16 +897,7 @@ Test(condition_shared, waiter_killed)
         } else {
             notify_locked(s, 0, true);
         }
-        if (round % 2 == 0) {
-            for (int i = 0; i < 2; i++) {
-                int code = child_wait(pids[i], 10.0);
-                cr_assert_eq(code, 0, "round %d: waiter process ended with %d", round, code);
-            }
-        } else {
-            join_threads(t, 2, NULL);
-            for (int i = 0; i < 2; i++)
-                cr_assert_eq(w[i].rc, 0, "round %d: waiter thread got %d", round, w[i].rc);
-        }
+        CHECK_WAITERS_OK(&w, round);
     }
     /* and timeouts still work */
     CHECK_RC(ps_condition_acquire(s->cond, true, 5.0), 0);
@@ -942,11 +920,8 @@ static void destroy_after_notify(int flags)
         enum { N = 3 };
         cstate_t s = { .cond = c, .timeout = 5.0 };
         waiter_t w[N];
-        memset(w, 0, sizeof w);
-        for (int i = 0; i < N; i++)
-            w[i].s = &s;
         pthread_t t[N];
-        start_threads(t, N, cond_waiter, w, sizeof w[0]);
+        start_cond_waiters(t, w, N, &s, 0);
         all_waiting(&s, N);
         notify_locked(&s, 0, true);
         int rc;
@@ -969,28 +944,12 @@ Test(condition_shared, destroy_right_after_notify) { destroy_after_notify(PS_SHA
  * only: the second, stormed with signals, must stay in wait until notified. */
 Test(condition_shared, waiter_killed_no_spurious_wakeup)
 {
-    cstate_t *s = shm_alloc(sizeof *s);
-    s->cond = ps_condition_new(NULL, PS_SHARED);
-    s->timeout = 20.0;
-    pid_t dead[2];
-    for (int i = 0; i < 2; i++)
-        dead[i] = fork_child(proc_waiter, s);
-    all_waiting(s, 2);
-    sleep_s(0.05);
-    for (int i = 0; i < 2; i++)
-        child_kill(dead[i]);
-
-    s->timeout = 5.0;
+    cstate_t *s = with_killed_waiters();
     for (int round = 0; round < 2; round++) {
         int base_reg = atomic_load(&s->registered), base_ret = atomic_load(&s->returned);
         waiter_t w[2];
-        memset(w, 0, sizeof w);
         pthread_t t[2];
-        for (int i = 0; i < 2; i++) {
-            w[i].s = s;
-            w[i].id = 100 + i;
-        }
-        start_threads(t, 2, cond_waiter, w, sizeof w[0]);
+        start_cond_waiters(t, w, 2, s, 100);
         all_waiting(s, base_reg + 2);
         sleep_s(0.02);
         if (round == 0) {            /* plain round: both notified */
@@ -1002,10 +961,7 @@ Test(condition_shared, waiter_killed_no_spurious_wakeup)
         cr_assert(wait_count(&s->returned, base_ret + 1, 5.0));
         int first = s->order[(s->norder - 1) % MAXW];
         int other = first == 100 ? 1 : 0;
-        signal_storm_t st;
-        signal_storm_start(&st, t[other]);
-        sleep_s(0.2);
-        signal_storm_stop(&st);
+        signal_thread_for(t[other], 0.2);
         cr_assert_eq(atomic_load(&s->returned), base_ret + 1,
                      "notify(1) after killed waiters: a second waiter returned %d on a "
                      "signal (stale notification)", w[other].rc);

@@ -72,6 +72,16 @@ static void *ev_waiter_twice(void *arg)
     return NULL;
 }
 
+/* Starts n threads running fn (ev_waiter or ev_waiter_twice) on a fresh context and
+ * waits until they all started: the setup of most multi-waiter tests. */
+static void start_ev_waiters(ev_ctx_t *c, ps_event_t *ev, double timeout, pthread_t *t, int n,
+                             thread_fn fn)
+{
+    ev_ctx_init(c, ev, timeout);
+    start_threads(t, n, fn, c, 0);
+    cr_assert(wait_count(&c->started, n, 5.0));
+}
+
 /* ------------------------------------------------------------------ basics */
 
 Test(event, constructor)
@@ -136,10 +146,8 @@ static void check_notify(ps_event_t *p)
 {
     enum { N = 5 };
     ev_ctx_t c;
-    ev_ctx_init(&c, p, 10.0);
     pthread_t t[N];
-    start_threads(t, N, ev_waiter_twice, &c, 0);
-    cr_assert(wait_count(&c.started, N, 5.0));
+    start_ev_waiters(&c, p, 10.0, t, N, ev_waiter_twice);
     sleep_s(0.05);
     cr_assert_eq(atomic_load(&c.returned), 0, "a wait returned before set");
     CHECK_RC_E(ps_event_set(p), 0);
@@ -183,6 +191,19 @@ Test(event, timeout)
     ps_event_free(p);
 }
 
+/* One round of the set tests: n waiters with `timeout`, set 0.1 s after they started
+ * (and cleared right away if clear), then joined; c holds their results. */
+static void set_round(ev_ctx_t *c, ps_event_t *p, int n, double timeout, bool clear)
+{
+    pthread_t t[n];
+    start_ev_waiters(c, p, timeout, t, n, ev_waiter);
+    sleep_s(0.1);
+    CHECK_RC(ps_event_set(p), 0);
+    if (clear)
+        CHECK_RC(ps_event_clear(p), 0);
+    join_threads(t, n, NULL);
+}
+
 /* Issue #13502: wait() returns 0 even when the event is cleared right after set. */
 Test(event, set_and_clear)
 {
@@ -190,14 +211,7 @@ Test(event, set_and_clear)
     enum { N = 5 };
     for (int round = 0; round < 3; round++) {
         ev_ctx_t c;
-        ev_ctx_init(&c, p, 5.0);
-        pthread_t t[N];
-        start_threads(t, N, ev_waiter, &c, 0);
-        cr_assert(wait_count(&c.started, N, 5.0));
-        sleep_s(0.1);
-        CHECK_RC(ps_event_set(p), 0);
-        CHECK_RC(ps_event_clear(p), 0);
-        join_threads(t, N, NULL);
+        set_round(&c, p, N, 5.0, true);
         cr_assert_eq(atomic_load(&c.zero), N,
                      "round %d: %d of %d waiters got 0 (%d timed out)", round,
                      atomic_load(&c.zero), N, atomic_load(&c.timedout));
@@ -213,13 +227,7 @@ Test(event, set_near_deadline)
     enum { N = 4 };
     for (int round = 0; round < 5; round++) {
         ev_ctx_t c;
-        ev_ctx_init(&c, p, 0.1);
-        pthread_t t[N];
-        start_threads(t, N, ev_waiter, &c, 0);
-        cr_assert(wait_count(&c.started, N, 5.0));
-        sleep_s(0.1);
-        CHECK_RC(ps_event_set(p), 0);
-        join_threads(t, N, NULL);
+        set_round(&c, p, N, 0.1, false);
         /* each either timed out before the set or was woken by it: nothing else */
         cr_assert_eq(atomic_load(&c.zero) + atomic_load(&c.timedout), N);
         cr_assert(ps_event_is_set(p));
@@ -233,10 +241,8 @@ Test(event, destroy_while_waited_ebusy)
     ps_event_t e;
     CHECK_RC(ps_event_init(&e, 0), 0);
     ev_ctx_t c;
-    ev_ctx_init(&c, &e, 10.0);
     pthread_t t;
-    start_threads(&t, 1, ev_waiter, &c, 0);
-    cr_assert(wait_count(&c.started, 1, 5.0));
+    start_ev_waiters(&c, &e, 10.0, &t, 1, ev_waiter);
     sleep_s(0.05);
     CHECK_RC_E(ps_event_destroy(&e), EBUSY);
     CHECK_RC(ps_event_set(&e), 0);
@@ -249,24 +255,16 @@ static void ev_signal_test(ps_event_t *p)
 {
     ev_ctx_t c;
     ev_ctx_init(&c, p, 0.3);
-    pthread_t t;
-    start_threads(&t, 1, ev_waiter, &c, 0);
-    signal_storm_t s;
-    signal_storm_start(&s, t);
-    join_threads(&t, 1, NULL);
-    signal_storm_stop(&s);
+    run_thread_under_signals(ev_waiter, &c);
     cr_assert_eq(atomic_load(&c.timedout), 1, "wait did not time out (0: %d, other: %d)",
                  atomic_load(&c.zero), atomic_load(&c.other));
     cr_assert_geq(c.min_elapsed, LOWER_BOUND(0.3), "after %.4f s", c.min_elapsed);
     cr_assert_eq(atomic_load(&c.errno_bad), 0);
 
     /* untimed wait: signals don't end it, set does */
-    ev_ctx_init(&c, p, PS_FOREVER);
-    start_threads(&t, 1, ev_waiter, &c, 0);
-    cr_assert(wait_count(&c.started, 1, 5.0));
-    signal_storm_start(&s, t);
-    sleep_s(0.2);
-    signal_storm_stop(&s);
+    pthread_t t;
+    start_ev_waiters(&c, p, PS_FOREVER, &t, 1, ev_waiter);
+    signal_thread_for(t, 0.2);
     cr_assert_eq(atomic_load(&c.returned), 0, "untimed wait ended by a signal");
     CHECK_RC(ps_event_set(p), 0);
     join_threads(&t, 1, NULL);
@@ -337,11 +335,6 @@ static int ev_proc_waiter(void *arg)
     return rc;
 }
 
-static void *ev_thread_waiter(void *arg)
-{
-    return (void *)(intptr_t)ev_proc_waiter(arg);
-}
-
 Test(event_shared, basics)
 {
     ps_event_t *p = ps_event_new(PS_SHARED);
@@ -371,17 +364,13 @@ Test(event_shared, set_wakes_other_processes)
     s->timeout = 10.0;
     enum { N = 4 };
     pid_t pids[N];
-    for (int i = 0; i < N; i++)
-        pids[i] = fork_child(ev_proc_waiter, s);
+    fork_children(pids, N, ev_proc_waiter, s);
     cr_assert(wait_count(&s->registered, N, 5.0));
     sleep_s(0.05);
     cr_assert_eq(atomic_load(&s->returned), 0);
     CHECK_RC(ps_event_set(s->ev), 0);
     CHECK_RC(ps_event_clear(s->ev), 0);    /* woken waiters still return 0 */
-    for (int i = 0; i < N; i++) {
-        int code = child_wait(pids[i], 10.0);
-        cr_assert_eq(code, 0, "waiter process %d: %d", i, code);
-    }
+    CHECK_CHILDREN(pids, N, 10.0, 0);
     ps_event_free(s->ev);
     shm_free(s, sizeof *s);
 }
@@ -392,40 +381,22 @@ Test(event_shared, waiter_killed)
     s->ev = ps_event_new(PS_SHARED);
     s->timeout = 20.0;
     pid_t dead[2];
-    for (int i = 0; i < 2; i++)
-        dead[i] = fork_child(ev_proc_waiter, s);
+    fork_children(dead, 2, ev_proc_waiter, s);
     cr_assert(wait_count(&s->registered, 2, 5.0));
     sleep_s(0.05);
-    for (int i = 0; i < 2; i++)
-        child_kill(dead[i]);
+    kill_children(dead, 2);
 
     s->timeout = 5.0;
     for (int round = 0; round < 5; round++) {
         int base_reg = atomic_load(&s->registered), base_ret = atomic_load(&s->returned);
-        pid_t pids[2];
-        pthread_t t[2];
-        if (round % 2 == 0)
-            for (int i = 0; i < 2; i++)
-                pids[i] = fork_child(ev_proc_waiter, s);
-        else
-            start_threads(t, 2, ev_thread_waiter, s, 0);
+        waiters_t w;
+        waiters_start(&w, round % 2 == 0, 2, ev_proc_waiter, s);
         cr_assert(wait_count(&s->registered, base_reg + 2, 5.0));
         sleep_s(0.05);
         cr_assert_eq(atomic_load(&s->returned), base_ret, "round %d: wait returned before set",
                      round);
         CHECK_RC(ps_event_set(s->ev), 0);
-        if (round % 2 == 0) {
-            for (int i = 0; i < 2; i++) {
-                int code = child_wait(pids[i], 10.0);
-                cr_assert_eq(code, 0, "round %d: waiter process got %d", round, code);
-            }
-        } else {
-            void *r[2];
-            join_threads(t, 2, r);
-            for (int i = 0; i < 2; i++)
-                cr_assert_eq((int)(intptr_t)r[i], 0, "round %d: waiter thread got %d", round,
-                             (int)(intptr_t)r[i]);
-        }
+        CHECK_WAITERS_OK(&w, round);
         CHECK_RC(ps_event_clear(s->ev), 0);
     }
     CHECK_RC(ps_event_wait(s->ev, 0.05), ETIMEDOUT);
@@ -444,10 +415,8 @@ static void destroy_after_set(int flags)
         CHECK_RC(ps_event_init(ev, flags), 0);
         enum { N = 3 };
         ev_ctx_t c;
-        ev_ctx_init(&c, ev, 5.0);
         pthread_t t[N];
-        start_threads(t, N, ev_waiter, &c, 0);
-        cr_assert(wait_count(&c.started, N, 5.0));
+        start_ev_waiters(&c, ev, 5.0, t, N, ev_waiter);
         sleep_s(0.01);
         CHECK_RC(ps_event_set(ev), 0);
         int rc;

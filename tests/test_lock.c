@@ -326,22 +326,16 @@ typedef struct counter_ctx {
     atomic_int errors;
 } counter_ctx_t;
 
+/* take/give adapters for increment_under_lock */
+static int lock_take_forever(void *l) { return ps_lock_acquire(l, true, PS_FOREVER); }
+static int lock_take_10s(void *l) { return ps_lock_acquire(l, true, 10.0); }
+static int lock_give(void *l) { return ps_lock_release(l); }
+
 static void *counter_thread(void *arg)
 {
     counter_ctx_t *c = arg;
-    for (int i = 0; i < CT_ITERS; i++) {
-        int rc = ps_lock_acquire(c->lock, true, PS_FOREVER);
-        if (rc != 0) {
-            atomic_fetch_add(&c->errors, 1);
-            continue;
-        }
-        long v = c->counter;
-        if ((i & 255) == 0)
-            sched_yield();
-        c->counter = v + 1;
-        if (ps_lock_release(c->lock) != 0)
-            atomic_fetch_add(&c->errors, 1);
-    }
+    if (increment_under_lock(&c->counter, CT_ITERS, lock_take_forever, lock_give, c->lock) != 0)
+        atomic_fetch_add(&c->errors, 1);
     return NULL;
 }
 
@@ -362,13 +356,7 @@ static void signal_test(ps_lock_t *p)
     CHECK_RC(ps_lock_acquire(p, true, PS_FOREVER), 0);
     /* timed wait: signals must not end it early */
     lock_ctx_t c = { .lock = p, .blocking = true, .timeout = 0.3, .errno_ok = true };
-    pthread_t t;
-    start_threads(&t, 1, acquire_once, &c, 0);
-    signal_storm_t s;
-    signal_storm_start(&s, t);
-    join_threads(&t, 1, NULL);
-    signal_storm_stop(&s);
-    cr_assert_gt(atomic_load(&s.sent), 0);
+    cr_assert_gt(run_thread_under_signals(acquire_once, &c), 0);
     cr_assert_eq(c.rc, ETIMEDOUT, "got %d (%s)", c.rc, strerror(c.rc));
     cr_assert_geq(c.elapsed, LOWER_BOUND(0.3), "returned after %.4f s", c.elapsed);
     cr_assert(c.errno_ok, "errno changed (EINTR leaked?)");
@@ -376,11 +364,10 @@ static void signal_test(ps_lock_t *p)
     /* untimed wait: must still be waiting after a storm, then get the lock */
     lock_ctx_t d = { .lock = p, .blocking = true, .timeout = PS_FOREVER, .errno_ok = true,
                      .release_after = true, .release_rc = -1 };
+    pthread_t t;
     start_threads(&t, 1, acquire_once, &d, 0);
     cr_assert(wait_count(&d.started, 1, 5.0));
-    signal_storm_start(&s, t);
-    sleep_s(0.2);
-    signal_storm_stop(&s);
+    signal_thread_for(t, 0.2);
     cr_assert_eq(atomic_load(&d.finished), 0, "untimed acquire returned %d during signals", d.rc);
     CHECK_RC(ps_lock_release(p), 0);
     join_threads(&t, 1, NULL);
@@ -488,17 +475,7 @@ typedef struct shared_counter {
 static int counter_child(void *arg)
 {
     shared_counter_t *s = arg;
-    for (int i = 0; i < SH_ITERS; i++) {
-        if (ps_lock_acquire(s->lock, true, 10.0) != 0)
-            return 2;
-        long v = s->counter;
-        if ((i & 255) == 0)
-            sched_yield();
-        s->counter = v + 1;
-        if (ps_lock_release(s->lock) != 0)
-            return 3;
-    }
-    return 0;
+    return increment_under_lock(&s->counter, SH_ITERS, lock_take_10s, lock_give, s->lock);
 }
 
 Test(lock_shared, counter_4_processes)
@@ -507,12 +484,8 @@ Test(lock_shared, counter_4_processes)
     s->lock = ps_lock_new(PS_SHARED);
     cr_assert_not_null(s->lock);
     pid_t pids[SH_PROCS];
-    for (int i = 0; i < SH_PROCS; i++)
-        pids[i] = fork_child(counter_child, s);
-    for (int i = 0; i < SH_PROCS; i++) {
-        int code = child_wait(pids[i], 20.0);
-        cr_expect_eq(code, 0, "child %d ended with %d", i, code);
-    }
+    fork_children(pids, SH_PROCS, counter_child, s);
+    CHECK_CHILDREN(pids, SH_PROCS, 20.0, 0);
     cr_assert_eq(s->counter, (long)SH_PROCS * SH_ITERS, "counter %ld", s->counter);
     cr_assert(!ps_lock_locked(s->lock));
     ps_lock_free(s->lock);
@@ -568,56 +541,29 @@ static pid_t start_holder(holder_t *h, int how)
     return pid;
 }
 
-Test(lock_shared, owner_killed_eownerdead)
+/* A child takes the lock and dies holding it (how: 0 SIGKILLed, 1 _exit); then
+ * acquire(blocking, timeout) must say EOWNERDEAD promptly and the lock must recover. */
+static void check_owner_death(int how, bool blocking, double timeout)
 {
     holder_t *h = shm_alloc(sizeof *h);
     h->lock = ps_lock_new(PS_SHARED);
-    pid_t pid = start_holder(h, 0);
-    child_kill(pid);
+    pid_t pid = start_holder(h, how);
+    if (how == 0)
+        child_kill(pid);
+    else
+        cr_assert_eq(child_wait(pid, 10.0), 0);
     double t0 = now();
-    CHECK_RC_E(ps_lock_acquire(h->lock, true, 5.0), EOWNERDEAD);
+    CHECK_RC_E(ps_lock_acquire(h->lock, blocking, timeout), EOWNERDEAD);
     cr_assert_lt(now() - t0, 5.0);
     check_recovered(h->lock);
     ps_lock_free(h->lock);
     shm_free(h, sizeof *h);
 }
 
-Test(lock_shared, owner_killed_nonblocking_eownerdead)
-{
-    holder_t *h = shm_alloc(sizeof *h);
-    h->lock = ps_lock_new(PS_SHARED);
-    pid_t pid = start_holder(h, 0);
-    child_kill(pid);
-    CHECK_RC_E(ps_lock_acquire(h->lock, false, PS_FOREVER), EOWNERDEAD);
-    check_recovered(h->lock);
-    ps_lock_free(h->lock);
-    shm_free(h, sizeof *h);
-}
-
-Test(lock_shared, owner_killed_timed_zero_eownerdead)
-{
-    holder_t *h = shm_alloc(sizeof *h);
-    h->lock = ps_lock_new(PS_SHARED);
-    pid_t pid = start_holder(h, 0);
-    child_kill(pid);
-    CHECK_RC_E(ps_lock_acquire(h->lock, true, 0.0), EOWNERDEAD);
-    check_recovered(h->lock);
-    ps_lock_free(h->lock);
-    shm_free(h, sizeof *h);
-}
-
-Test(lock_shared, owner_exit_eownerdead)
-{
-    holder_t *h = shm_alloc(sizeof *h);
-    h->lock = ps_lock_new(PS_SHARED);
-    pid_t pid = start_holder(h, 1);
-    int code = child_wait(pid, 10.0);
-    cr_assert_eq(code, 0);
-    CHECK_RC_E(ps_lock_acquire(h->lock, true, 5.0), EOWNERDEAD);
-    check_recovered(h->lock);
-    ps_lock_free(h->lock);
-    shm_free(h, sizeof *h);
-}
+Test(lock_shared, owner_killed_eownerdead) { check_owner_death(0, true, 5.0); }
+Test(lock_shared, owner_killed_nonblocking_eownerdead) { check_owner_death(0, false, PS_FOREVER); }
+Test(lock_shared, owner_killed_timed_zero_eownerdead) { check_owner_death(0, true, 0.0); }
+Test(lock_shared, owner_exit_eownerdead) { check_owner_death(1, true, 5.0); }
 
 /* A waiter already blocked when the owner dies gets EOWNERDEAD promptly. */
 Test(lock_shared, owner_killed_while_blocked_waiter)

@@ -293,22 +293,29 @@ typedef struct rcounter {
     atomic_int errors;
 } rcounter_t;
 
+/* take/give adapters for increment_under_lock: every round takes the RLock twice */
+static int rl_take_twice_forever(void *rl)
+{
+    return ps_rlock_acquire(rl, true, PS_FOREVER) != 0 ||
+           ps_rlock_acquire(rl, false, PS_FOREVER) != 0;   /* recursion */
+}
+
+static int rl_take_twice_10s(void *rl)
+{
+    return ps_rlock_acquire(rl, true, 10.0) != 0 || ps_rlock_acquire(rl, true, 10.0) != 0;
+}
+
+static int rl_give_twice(void *rl)
+{
+    return ps_rlock_release(rl) != 0 || ps_rlock_release(rl) != 0;
+}
+
 static void *rcounter_thread(void *arg)
 {
     rcounter_t *c = arg;
-    for (int i = 0; i < RC_ITERS; i++) {
-        if (ps_rlock_acquire(c->rl, true, PS_FOREVER) != 0 ||
-            ps_rlock_acquire(c->rl, false, PS_FOREVER) != 0) {   /* recursion */
-            atomic_fetch_add(&c->errors, 1);
-            continue;
-        }
-        long v = c->counter;
-        if ((i & 255) == 0)
-            sched_yield();
-        c->counter = v + 1;
-        if (ps_rlock_release(c->rl) != 0 || ps_rlock_release(c->rl) != 0)
-            atomic_fetch_add(&c->errors, 1);
-    }
+    if (increment_under_lock(&c->counter, RC_ITERS, rl_take_twice_forever, rl_give_twice,
+                             c->rl) != 0)
+        atomic_fetch_add(&c->errors, 1);
     return NULL;
 }
 
@@ -328,12 +335,7 @@ static void rl_signal_test(ps_rlock_t *p)
 {
     CHECK_RC(ps_rlock_acquire(p, true, PS_FOREVER), 0);
     rl_ctx_t c = { .rl = p, .blocking = true, .timeout = 0.3, .errno_ok = true };
-    pthread_t t;
-    start_threads(&t, 1, rl_acquire_once, &c, 0);
-    signal_storm_t s;
-    signal_storm_start(&s, t);
-    join_threads(&t, 1, NULL);
-    signal_storm_stop(&s);
+    run_thread_under_signals(rl_acquire_once, &c);
     cr_assert_eq(c.rc, ETIMEDOUT, "got %d (%s)", c.rc, strerror(c.rc));
     cr_assert_geq(c.elapsed, LOWER_BOUND(0.3), "after %.4f s", c.elapsed);
     cr_assert(c.errno_ok);
@@ -424,18 +426,9 @@ typedef struct rshared {
 static int rcounter_child(void *arg)
 {
     rshared_t *s = arg;
-    for (int i = 0; i < RSH_ITERS; i++) {
-        if (ps_rlock_acquire(s->rl, true, 10.0) != 0)
-            return 2;
-        if (ps_rlock_acquire(s->rl, true, 10.0) != 0)
-            return 3;
-        long v = s->counter;
-        if ((i & 255) == 0)
-            sched_yield();
-        s->counter = v + 1;
-        if (ps_rlock_release(s->rl) != 0 || ps_rlock_release(s->rl) != 0)
-            return 4;
-    }
+    int rc = increment_under_lock(&s->counter, RSH_ITERS, rl_take_twice_10s, rl_give_twice, s->rl);
+    if (rc != 0)
+        return rc;
     return ps_rlock_release(s->rl) == EPERM ? 0 : 5;
 }
 
@@ -444,12 +437,8 @@ Test(rlock_shared, counter_4_processes)
     rshared_t *s = shm_alloc(sizeof *s);
     s->rl = ps_rlock_new(PS_SHARED);
     pid_t pids[RSH_PROCS];
-    for (int i = 0; i < RSH_PROCS; i++)
-        pids[i] = fork_child(rcounter_child, s);
-    for (int i = 0; i < RSH_PROCS; i++) {
-        int code = child_wait(pids[i], 20.0);
-        cr_expect_eq(code, 0, "child %d ended with %d", i, code);
-    }
+    fork_children(pids, RSH_PROCS, rcounter_child, s);
+    CHECK_CHILDREN(pids, RSH_PROCS, 20.0, 0);
     cr_assert_eq(s->counter, (long)RSH_PROCS * RSH_ITERS, "counter %ld", s->counter);
     ps_rlock_free(s->rl);
     shm_free(s, sizeof *s);
@@ -485,44 +474,32 @@ static void rl_check_recovered(rshared_t *s)
     cr_assert_eq(s->counter, RSH_ITERS);
 }
 
-Test(rlock_shared, owner_killed_eownerdead)
+/* A child takes the RLock (depth 3) and dies holding it (how: 0 SIGKILLed, 1 _exit);
+ * then acquire(blocking, timeout) must say EOWNERDEAD and the RLock must recover. */
+static void rl_check_owner_death(int how, bool blocking, double timeout)
 {
     rshared_t *s = shm_alloc(sizeof *s);
     s->rl = ps_rlock_new(PS_SHARED);
+    s->how = how;
     pid_t pid = fork_child(rholder_child, s);
-    cr_assert(wait_count(&s->held, 1, 5.0));
-    child_kill(pid);
-    CHECK_RC_E(ps_rlock_acquire(s->rl, true, 5.0), EOWNERDEAD);
+    if (how == 0) {
+        cr_assert(wait_count(&s->held, 1, 5.0));
+        child_kill(pid);
+    } else {
+        cr_assert_eq(child_wait(pid, 10.0), 0);
+    }
+    CHECK_RC_E(ps_rlock_acquire(s->rl, blocking, timeout), EOWNERDEAD);
     rl_check_recovered(s);
     ps_rlock_free(s->rl);
     shm_free(s, sizeof *s);
 }
 
+Test(rlock_shared, owner_killed_eownerdead) { rl_check_owner_death(0, true, 5.0); }
 Test(rlock_shared, owner_killed_nonblocking_eownerdead)
 {
-    rshared_t *s = shm_alloc(sizeof *s);
-    s->rl = ps_rlock_new(PS_SHARED);
-    pid_t pid = fork_child(rholder_child, s);
-    cr_assert(wait_count(&s->held, 1, 5.0));
-    child_kill(pid);
-    CHECK_RC_E(ps_rlock_acquire(s->rl, false, PS_FOREVER), EOWNERDEAD);
-    rl_check_recovered(s);
-    ps_rlock_free(s->rl);
-    shm_free(s, sizeof *s);
+    rl_check_owner_death(0, false, PS_FOREVER);
 }
-
-Test(rlock_shared, owner_exit_eownerdead)
-{
-    rshared_t *s = shm_alloc(sizeof *s);
-    s->rl = ps_rlock_new(PS_SHARED);
-    s->how = 1;
-    pid_t pid = fork_child(rholder_child, s);
-    cr_assert_eq(child_wait(pid, 10.0), 0);
-    CHECK_RC_E(ps_rlock_acquire(s->rl, true, 5.0), EOWNERDEAD);
-    rl_check_recovered(s);
-    ps_rlock_free(s->rl);
-    shm_free(s, sizeof *s);
-}
+Test(rlock_shared, owner_exit_eownerdead) { rl_check_owner_death(1, true, 5.0); }
 
 static void *rl_acquire_thrice_and_exit(void *arg)
 {

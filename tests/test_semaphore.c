@@ -301,21 +301,16 @@ typedef struct scounter {
     atomic_int errors;
 } scounter_t;
 
+/* take/give adapters for increment_under_lock (a semaphore of value 1 as a lock) */
+static int sem_take_forever(void *s) { return ps_semaphore_acquire(s, true, PS_FOREVER); }
+static int sem_take_10s(void *s) { return ps_semaphore_acquire(s, true, 10.0); }
+static int sem_give(void *s) { return ps_semaphore_release(s, 1); }
+
 static void *scounter_thread(void *arg)
 {
     scounter_t *c = arg;
-    for (int i = 0; i < SC_ITERS; i++) {
-        if (ps_semaphore_acquire(c->sem, true, PS_FOREVER) != 0) {
-            atomic_fetch_add(&c->errors, 1);
-            continue;
-        }
-        long v = c->counter;
-        if ((i & 255) == 0)
-            sched_yield();
-        c->counter = v + 1;
-        if (ps_semaphore_release(c->sem, 1) != 0)
-            atomic_fetch_add(&c->errors, 1);
-    }
+    if (increment_under_lock(&c->counter, SC_ITERS, sem_take_forever, sem_give, c->sem) != 0)
+        atomic_fetch_add(&c->errors, 1);
     return NULL;
 }
 
@@ -332,12 +327,7 @@ Test(semaphore, counter_8_threads)
 static void sem_signal_test(ps_semaphore_t *p)
 {
     sem_ctx_t c = { .sem = p, .blocking = true, .timeout = 0.3, .errno_ok = true };
-    pthread_t t;
-    start_threads(&t, 1, sem_acquirer, &c, 0);
-    signal_storm_t s;
-    signal_storm_start(&s, t);
-    join_threads(&t, 1, NULL);
-    signal_storm_stop(&s);
+    run_thread_under_signals(sem_acquirer, &c);
     cr_assert_eq(c.rc, ETIMEDOUT, "got %d (%s)", c.rc, strerror(c.rc));
     cr_assert_geq(c.elapsed, LOWER_BOUND(0.3), "after %.4f s", c.elapsed);
     cr_assert(c.errno_ok);
@@ -499,17 +489,7 @@ typedef struct sshared {
 static int sem_counter_child(void *arg)
 {
     sshared_t *s = arg;
-    for (int i = 0; i < SSH_ITERS; i++) {
-        if (ps_semaphore_acquire(s->sem, true, 10.0) != 0)
-            return 2;
-        long v = s->counter;
-        if ((i & 255) == 0)
-            sched_yield();
-        s->counter = v + 1;
-        if (ps_semaphore_release(s->sem, 1) != 0)
-            return 3;
-    }
-    return 0;
+    return increment_under_lock(&s->counter, SSH_ITERS, sem_take_10s, sem_give, s->sem);
 }
 
 Test(semaphore_shared, counter_4_processes)
@@ -517,12 +497,8 @@ Test(semaphore_shared, counter_4_processes)
     sshared_t *s = shm_alloc(sizeof *s);
     s->sem = ps_semaphore_new(1, PS_SHARED);
     pid_t pids[SSH_PROCS];
-    for (int i = 0; i < SSH_PROCS; i++)
-        pids[i] = fork_child(sem_counter_child, s);
-    for (int i = 0; i < SSH_PROCS; i++) {
-        int code = child_wait(pids[i], 20.0);
-        cr_expect_eq(code, 0, "child %d ended with %d", i, code);
-    }
+    fork_children(pids, SSH_PROCS, sem_counter_child, s);
+    CHECK_CHILDREN(pids, SSH_PROCS, 20.0, 0);
     cr_assert_eq(s->counter, (long)SSH_PROCS * SSH_ITERS, "counter %ld", s->counter);
     cr_assert_eq(ps_semaphore_value(s->sem), 1);
     ps_semaphore_free(s->sem);
@@ -538,19 +514,13 @@ static int sem_proc_waiter(void *arg)
     return rc;
 }
 
-static void *sem_thread_waiter(void *arg)
-{
-    return (void *)(intptr_t)sem_proc_waiter(arg);
-}
-
 Test(semaphore_shared, release_wakes_other_process)
 {
     sshared_t *s = shm_alloc(sizeof *s);
     s->sem = ps_semaphore_new(0, PS_SHARED);
     s->timeout = 10.0;
     pid_t pids[3];
-    for (int i = 0; i < 3; i++)
-        pids[i] = fork_child(sem_proc_waiter, s);
+    fork_children(pids, 3, sem_proc_waiter, s);
     cr_assert(wait_count(&s->registered, 3, 5.0));
     sleep_s(0.05);
     CHECK_RC(ps_semaphore_release(s->sem, 2), 0);
@@ -559,8 +529,7 @@ Test(semaphore_shared, release_wakes_other_process)
     cr_assert_eq(atomic_load(&s->returned), 2, "release(2) woke %d processes",
                  atomic_load(&s->returned));
     CHECK_RC(ps_semaphore_release(s->sem, 1), 0);
-    for (int i = 0; i < 3; i++)
-        cr_assert_eq(child_wait(pids[i], 10.0), 0);
+    CHECK_CHILDREN(pids, 3, 10.0, 0);
     cr_assert_eq(ps_semaphore_value(s->sem), 0);
     ps_semaphore_free(s->sem);
     shm_free(s, sizeof *s);
@@ -572,24 +541,17 @@ Test(semaphore_shared, waiter_killed)
     s->sem = ps_semaphore_new(0, PS_SHARED);
     s->timeout = 20.0;
     pid_t dead[2];
-    for (int i = 0; i < 2; i++)
-        dead[i] = fork_child(sem_proc_waiter, s);
+    fork_children(dead, 2, sem_proc_waiter, s);
     cr_assert(wait_count(&s->registered, 2, 5.0));
     sleep_s(0.05);
-    for (int i = 0; i < 2; i++)
-        child_kill(dead[i]);
+    kill_children(dead, 2);
     cr_assert_eq(ps_semaphore_value(s->sem), 0);
 
     s->timeout = 5.0;
     for (int round = 0; round < 5; round++) {
         int base_reg = atomic_load(&s->registered), base_ret = atomic_load(&s->returned);
-        pid_t pids[2];
-        pthread_t t[2];
-        if (round % 2 == 0)
-            for (int i = 0; i < 2; i++)
-                pids[i] = fork_child(sem_proc_waiter, s);
-        else
-            start_threads(t, 2, sem_thread_waiter, s, 0);
+        waiters_t w;
+        waiters_start(&w, round % 2 == 0, 2, sem_proc_waiter, s);
         cr_assert(wait_count(&s->registered, base_reg + 2, 5.0));
         sleep_s(0.05);
         cr_assert_eq(atomic_load(&s->returned), base_ret, "round %d: acquired without release",
@@ -602,18 +564,7 @@ Test(semaphore_shared, waiter_killed)
         } else {
             CHECK_RC(ps_semaphore_release(s->sem, 2), 0);
         }
-        if (round % 2 == 0) {
-            for (int i = 0; i < 2; i++) {
-                int code = child_wait(pids[i], 10.0);
-                cr_assert_eq(code, 0, "round %d: waiter process got %d", round, code);
-            }
-        } else {
-            void *r[2];
-            join_threads(t, 2, r);
-            for (int i = 0; i < 2; i++)
-                cr_assert_eq((int)(intptr_t)r[i], 0, "round %d: waiter thread got %d", round,
-                             (int)(intptr_t)r[i]);
-        }
+        CHECK_WAITERS_OK(&w, round);
         cr_assert_eq(ps_semaphore_value(s->sem), 0, "round %d: value %d", round,
                      ps_semaphore_value(s->sem));
     }
