@@ -1,13 +1,17 @@
-# pysync - see README.md. `make test` and `make demo` do all the set-up.
+# SPDX-License-Identifier: MIT
+# pysync - see README.md. `make test` and `make demo` do all the set-up; `make help`.
 CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
-VERSION  = 0.1.0
-SOMAJOR  = 0
+# The version lives in include/pysync/base.h; the soname, pysync.pc and the man
+# pages' footers follow it (check-man checks the footers).
+version_part = $(shell sed -n 's/^\#define PS_VERSION_$(1) *\([0-9]*\).*/\1/p' include/pysync/base.h)
+SOMAJOR := $(call version_part,MAJOR)
+VERSION := $(SOMAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 
 WARN     = -std=c11 -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
-LIBFLAGS = $(WARN) $(CFLAGS) -fPIC -D_GNU_SOURCE -Iinclude -Ilib -Ishm -pthread
+LIBFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE -Iinclude -Ilib -pthread
 TESTFLAGS= $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iinclude -pthread
 
 LIB_SRC  = $(wildcard lib/*.c shm/*.c)
@@ -29,19 +33,42 @@ STRESSES = $(STRESS_SRC:tests/stress/%.c=$(B)/stress/%)
 # Programs shown by `make demo`, in order (examples/NAME.c).
 DEMOS    = $(basename $(notdir $(EX_SRC)))
 
-.PHONY: all test deps demo examples sanitize tsan stress check-man install uninstall \
+.PHONY: all help check check-license check-symbols check-readme test debug deps demo examples sanitize tsan stress check-man install uninstall \
         install-check bench bench-build deps-bench clean
 .DELETE_ON_ERROR:
 
 all: $(STATIC) $(B)/libpysync.so
 
+help:
+	@echo "make            build $(STATIC) and $(B)/libpysync.so (soname libpysync.so.$(SOMAJOR))"
+	@echo "make test       build, lint the man pages and run their examples, check the"
+	@echo "                exported symbols and an installed copy, run the Criterion tests"
+	@echo "make check      the same as make test"
+	@echo "make demo       build and run the programs in examples/"
+	@echo "make deps       install the Debian packages the tests need (as root), or say which"
+	@echo "make debug      the tests against a build with the library's assertions on"
+	@echo "make sanitize   the tests under AddressSanitizer and UBSan"
+	@echo "make tsan       the stress programs and examples under ThreadSanitizer"
+	@echo "make stress     the long stress programs (tests/stress/)"
+	@echo "make bench      the benchmarks against pthreads, GLib and Python's figures"
+	@echo "make check-man  lint the man pages, compile and run their EXAMPLES"
+	@echo "make install    PREFIX=/usr/local DESTDIR= LIBDIR=PREFIX/lib; make uninstall"
+	@echo "make clean      remove $(B)/"
+
+check: test
+
 $(B)/%.o: %.c $(HEADERS) $(wildcard lib/*.h shm/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAGS) -c $< -o $@
 
+# Only the PS_EXTERN (ps_) functions are visible. The static library holds one
+# relocatable object whose hidden symbols are made local, so internal names
+# (futex_wait, object_alloc...) can never clash with a program's own.
 $(STATIC): $(OBJ)
 	rm -f $@
-	ar rcs $@ $^
+	$(LD) -r -o $(B)/pysync.o $^
+	objcopy --localize-hidden $(B)/pysync.o
+	ar rcs $@ $(B)/pysync.o
 
 $(SHARED): $(OBJ)
 	$(CC) -shared -pthread -Wl,-soname,libpysync.so.$(SOMAJOR) -o $@ $^
@@ -75,8 +102,36 @@ $(B)/tests/run: $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(TESTFLAGS) -o $@ $(TEST_SRC) $(STATIC) -lcriterion -lm
 
-test: all check-man install-check $(B)/tests/run
+test: all check-symbols check-license check-man check-readme install-check $(B)/tests/run
 	$(B)/tests/run --jobs 2
+
+# Both libraries export ps_ names only (API.md); the count is in the closing line.
+check-symbols: all
+	@set -e; dyn=$$(nm -D --defined-only $(SHARED) | awk '{print $$3}'); \
+	sta=$$(nm -g --defined-only $(STATIC) | awk 'NF == 3 {print $$3}'); \
+	bad=$$(printf '%s\n%s\n' "$$dyn" "$$sta" | grep -v '^ps_' | sort -u); \
+	[ -z "$$bad" ] || { echo "check-symbols: not ps_: $$bad"; exit 1; }; \
+	echo "check-symbols: $$(echo "$$dyn" | wc -l) exported, all ps_"
+
+# LICENSE is MIT; every source file says so on one of its first lines.
+SOURCES = $(wildcard include/pysync/*.h lib/*.[ch] shm/*.[ch] tests/*.[ch] tests/*/*.[ch] \
+                     tests/*.sh examples/*.c) Makefile .ci/run
+check-license:
+	@bad=$$(for f in $(SOURCES); do head -3 $$f | grep -q 'SPDX-License-Identifier: MIT' || echo $$f; done); \
+	[ -z "$$bad" ] || { echo "check-license: no SPDX line in: $$bad"; exit 1; }; \
+	echo "check-license: $(words $(SOURCES)) files carry the MIT SPDX line"
+
+# The README's C example is a program that must build and run as shown.
+check-readme: $(STATIC)
+	@set -e; d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
+	awk '/^```c$$/{p=1; next} /^```$$/{p=0} p' README.md > $$d/readme.c; \
+	$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -o $$d/readme $$d/readme.c $(STATIC) -pthread; \
+	$$d/readme >/dev/null; echo "check-readme: the README example builds and runs"
+
+# ---- debug: the library's own contracts (PS_ASSERT, lib/debug.h) checked ----
+debug: | deps
+	$(MAKE) B=$(B)/debug CFLAGS="-O1 -g -DPS_DEBUG" $(B)/debug/tests/run
+	$(B)/debug/tests/run --jobs 2
 
 # ---- sanitizers ----
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -129,9 +184,12 @@ bench: $(BENCHES)
 	@set -e; for p in $(BENCHES); do echo "== $$p"; $$p; done
 
 # ---- man pages ----
-check-man: | deps
+check-man: $(STATIC) | deps
 	@out=$$(mandoc -Tlint -Wwarning $(MAN_SRC) 2>&1); \
 	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "check-man: $(words $(MAN_SRC)) pages clean"
+	@bad=$$(grep -L '^\.Os pysync $(VERSION)$$' $(MAN_SRC)); \
+	[ -z "$$bad" ] || { echo "check-man: footer is not '.Os pysync $(VERSION)': $$bad"; exit 1; }
+	@tests/man_examples.sh "$(CC)" $(STATIC) include $(MAN_SRC)
 
 # ---- install ----
 LIBDIR = $(PREFIX)/lib
@@ -147,7 +205,8 @@ install: all
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libpysync.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpysync.so.$(SOMAJOR)
 	ln -sf libpysync.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpysync.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' pysync.pc.in \
+	sed -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	  pysync.pc.in \
 	  > $(DESTDIR)$(PCDIR)/pysync.pc
 	install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(MANDIR)/man7/
@@ -166,19 +225,21 @@ uninstall:
 	  rm -f $(DESTDIR)$(MANDIR)/man3/$$page; done
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/man7/*.7)))
 
-# Installs into a scratch DESTDIR, builds and runs a program against it with
-# pkg-config (and compiles it as C++), then checks that uninstall removes it all.
+# Installs into a scratch DESTDIR with a custom LIBDIR, builds and runs a program
+# against it with pkg-config (and compiles it as C++), then checks that uninstall
+# removes it all.
 install-check: all
 	@set -e; d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
-	$(MAKE) -s install DESTDIR=$$d PREFIX=/opt/pysync >/dev/null; \
-	export PKG_CONFIG_PATH=$$d/opt/pysync/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$d; \
+	inst="PREFIX=/opt/pysync LIBDIR=/opt/pysync/lib/multiarch DESTDIR=$$d"; \
+	$(MAKE) -s install $$inst >/dev/null; \
+	export PKG_CONFIG_PATH=$$d/opt/pysync/lib/multiarch/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$d; \
 	$(CC) -std=c11 -Wall -Werror -o $$d/prog tests/install_prog.c $$(pkg-config --cflags --libs pysync); \
-	LD_LIBRARY_PATH=$$d/opt/pysync/lib $$d/prog; \
+	LD_LIBRARY_PATH=$$d/opt/pysync/lib/multiarch $$d/prog; \
 	c++ -x c++ -Wall -Werror -fsyntax-only $$(pkg-config --cflags pysync) tests/install_prog.c; \
 	test -f $$d/opt/pysync/share/man/man3/ps_lock_acquire.3; \
-	$(MAKE) -s uninstall DESTDIR=$$d PREFIX=/opt/pysync; \
+	$(MAKE) -s uninstall $$inst; \
 	left=$$(find $$d/opt -type f); [ -z "$$left" ] || { echo "uninstall left: $$left"; exit 1; }; \
-	echo "install-check: ok"
+	echo "install-check: ok (LIBDIR=/opt/pysync/lib/multiarch)"
 
 clean:
 	rm -rf $(B)

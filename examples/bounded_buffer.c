@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Producer/consumer on a bounded buffer guarded by a Condition.
  *
  * Python original:

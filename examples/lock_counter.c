@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Threads adding to a shared counter under a Lock.
  *
  * Python original:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Worker threads consuming a Queue, with task_done() and join().
  *
  * Python original (from the queue module documentation):

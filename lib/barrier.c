@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Barrier: threading.Barrier.
  *
  * _mutex guards every field (robust when shared). Waiters sleep on _seq, which
@@ -11,14 +12,21 @@
  * sends everyone EPIPE until reset. Unlike CPython there is no draining phase: a
  * new round may fill while the last round's waiters are still leaving, so a
  * killed waiter can never hold the barrier in such a phase. A killed waiter does
- * still count as arrived in its round; reset clears it. _inside counts callers
- * still inside wait (of any round), for destroy. */
+ * still count as arrived in its round; reset clears it.
+ *
+ * _inside records the callers inside wait (of any round), for destroy. It changes
+ * only under the mutex, and a waiter leaves it just before its final unlock, so
+ * destroy, which takes the mutex too, sees either the waiter inside or a waiter
+ * whose only access left is that unlock (glibc's unlock touches nothing after the
+ * store that frees the mutex but a FUTEX_WAKE on its address). */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <pysync/threading.h>
 
+#include "debug.h"
 #include "futex.h"
+#include "inside.h"
 #include "object.h"
 #include "pmutex.h"
 #include "timing.h"
@@ -32,7 +40,8 @@ int ps_barrier_init(ps_barrier_t *b, unsigned parties, void (*action)(void *), v
 {
     if (!b || parties == 0 || isnan(timeout) || (flags & ~PS_SHARED))
         return EINVAL;
-    b->_seq = b->_gen = b->_count = b->_inside = b->_broken = 0;
+    b->_seq = b->_gen = b->_count = b->_broken = 0;
+    b->_inside = (struct ps__inside){ 0 };
     b->_reset_rounds = 0;
     b->_parties = parties;
     b->_action = action;
@@ -52,8 +61,10 @@ static void lock(ps_barrier_t *b)
 
 static void unlock(ps_barrier_t *b) { pthread_mutex_unlock(&b->_mutex); }
 
+/* Called with the mutex held, like everything that changes the fields. */
 static void wake_all(ps_barrier_t *b)
 {
+    PS_ASSERT(pmutex_held_by_me(&b->_mutex));
     __atomic_fetch_add(&b->_seq, 1, __ATOMIC_RELEASE);
     futex_wake(&b->_seq, UINT_MAX, is_shared(b));
 }
@@ -62,7 +73,14 @@ int ps_barrier_destroy(ps_barrier_t *b)
 {
     if (!b)
         return EINVAL;
-    if (waiters_present(&b->_inside, &b->_seq, is_shared(b)))
+    int err = pmutex_trylock(&b->_mutex);
+    if (err == EBUSY)
+        return EBUSY;           /* a caller is inside, maybe running the action */
+    if (err == EOWNERDEAD)
+        b->_broken = 1;
+    bool busy = inside_busy(&b->_inside, is_shared(b));
+    unlock(b);
+    if (busy)
         return EBUSY;
     pthread_mutex_destroy(&b->_mutex);
     return 0;
@@ -83,6 +101,7 @@ void ps_barrier_free(ps_barrier_t *b)
 /* The last arrival: run the action, then release the round. */
 static void trip(ps_barrier_t *b)
 {
+    PS_ASSERT(pmutex_held_by_me(&b->_mutex));
     if (b->_action)
         b->_action(b->_arg);
     b->_reset_rounds &= ~round_bit(b->_gen);
@@ -100,6 +119,7 @@ static void break_barrier(ps_barrier_t *b)
 /* Called and returns with the mutex held. */
 static int wait_for_round(ps_barrier_t *b, unsigned gen, const deadline_t *d)
 {
+    PS_ASSERT(pmutex_held_by_me(&b->_mutex));
     for (;;) {
         unsigned seq = b->_seq;
         unlock(b);
@@ -128,15 +148,14 @@ int ps_barrier_wait(ps_barrier_t *b, double timeout, unsigned *index)
         unlock(b);
         return EPIPE;
     }
-    /* _inside counts this caller until its last touch, the unlock: destroy waits. */
-    __atomic_fetch_add(&b->_inside, 1, __ATOMIC_RELAXED);
+    int entry = inside_enter(&b->_inside, is_shared(b));
     unsigned gen = b->_gen, my_index = b->_count++;
     int err = 0;
     if (b->_count == b->_parties)
         trip(b);
     else
         err = wait_for_round(b, gen, &d);
-    __atomic_fetch_sub(&b->_inside, 1, __ATOMIC_RELEASE);
+    inside_leave(&b->_inside, entry);
     unlock(b);
     if (err == 0 && index)
         *index = my_index;

@@ -1,39 +1,52 @@
+/* SPDX-License-Identifier: MIT */
 /* Condition: threading.Condition.
  *
- * All condition state is guarded by the condition's RLock, which wait and notify
- * require the caller to hold.
+ * Every waiter has a word of its own. notify(n) picks the n waiters that have
+ * waited longest, sets their words to NOTIFIED and wakes each one on its word;
+ * a waiter sleeps until its word says NOTIFIED or its deadline passes, then takes
+ * the lock back and leaves the queue.
+ *   Private: the word is in a node on the waiter's stack, in a FIFO list (as
+ *   CPython keeps a deque of waiter locks).
+ *   Shared: other processes cannot see a stack, so the condition holds
+ *   PS_CONDITION_SHARED_WAITERS slots; a waiter takes a free slot and a ticket
+ *   (its arrival order), and notify picks the oldest tickets. Bit i of _used is
+ *   set while slot i may be taken (set before, cleared after the slot's state).
  *
- * Private conditions keep a FIFO of waiters, one node on each waiter's stack with
- * its own futex word, as CPython keeps a deque of waiter locks: notify(n) unlinks
- * the n oldest nodes and flags each one, so the order is exact. A waiter whose
- * wait times out unlinks itself after taking the lock back; if a notify flagged it
- * first, the notification counts (it returns 0), so none is lost.
- *
- * Shared conditions cannot point into a waiter's stack, and their waiters may be
- * killed at any moment, so they use a futex sequence word: notify(n) bumps _seq,
- * then wakes up to n sleepers (the kernel wakes the longest sleepers first, and
- * never a dead one) and counts them in _woken; each of those returns 0. What is
- * left of n becomes _signals for latecomers: waiters that were not asleep when
- * it came (between unlock and sleep, or in a signal handler), whose futex_wait
- * then fails with EAGAIN; _signal_seq, the _seq of the last notify that left
- * signals, tells a latecomer whether any are meant for it. A waiter woken by a
- * timeout is never chosen. Killed waiters stay in _waiters, so a notify may leave
- * spare signals; only a latecomer of a later notify that leaves signals too can
- * take one, so after a kill a notify can rarely wake one waiter more than asked.
- *
- * Both kinds count the callers inside wait in _waiters until they hold the lock
- * again, so destroy never frees a condition that a woken waiter still uses. */
+ * Invariants. Everything but the futex sleep happens under the condition's lock,
+ * which wait and notify require (destroy takes it too):
+ *   1. Only notify moves a word from WAITING to NOTIFIED, and only the waiter
+ *      itself, after taking the lock back, leaves the queue. So a waiter whose
+ *      word was set returns 0 even if its deadline passed meanwhile: no notify
+ *      is lost, and none goes to a waiter that has timed out and left.
+ *   2. notify(n) sets at most n words, each of a live waiter. Shared: when the
+ *      kernel finds nobody asleep on a word, notify asks whether the waiter's
+ *      thread still exists; a dead one's slot is freed and not counted, so a
+ *      killed waiter never absorbs a notify meant for a live one.
+ *   3. A waiter re-reads its own word after every return from futex_wait, so a
+ *      notify that lands while a signal handler runs is still seen.
+ *   4. The waiter needs the lock to return, and notify sets and wakes the word
+ *      under the lock: a waker never touches a condition whose waiter has
+ *      returned, let alone destroyed it.
+ *   5. destroy answers EBUSY while a live waiter is queued (it may be re-taking
+ *      the lock, or stopped, for any time) and then changes nothing a waiter
+ *      could see; it wakes nobody.
+ * A shared condition takes at most PS_CONDITION_SHARED_WAITERS waiters at once;
+ * one more gets EAGAIN at once (ps_condition(3)). */
 #include <errno.h>
 #include <limits.h>
 
+#include "debug.h"
 #include "futex.h"
+#include "inside.h"
 #include "object.h"
 #include "rlock.h"
 #include "timing.h"
 
-struct ps_cond_waiter {
-    struct ps_cond_waiter *prev, *next;
-    unsigned notified;          /* futex word, set under the lock by notify */
+enum { FREE, WAITING, NOTIFIED };
+
+struct ps__cond_waiter {
+    struct ps__cond_waiter *prev, *next;
+    unsigned state;             /* futex word */
 };
 
 static bool is_shared(const ps_condition_t *c) { return c->_flags & PS_SHARED; }
@@ -43,10 +56,17 @@ static ps_rlock_t *lock_of(ps_condition_t *c)
     return (ps_rlock_t *)((char *)c + c->_lock_off);
 }
 
+static bool owns_lock(const ps_condition_t *c)
+{
+    return c->_lock_off == (char *)&c->_own - (char *)c;
+}
+
 int ps_condition_init(ps_condition_t *c, ps_rlock_t *lock, int flags)
 {
     if (!c || (flags & ~PS_SHARED))
         return EINVAL;
+    if (lock && (lock->_flags & PS_SHARED) != (flags & PS_SHARED))
+        return EINVAL;          /* a shared condition needs a shared lock, and back */
     if (!lock) {
         int err = ps_rlock_init(&c->_own, flags);
         if (err)
@@ -56,22 +76,200 @@ int ps_condition_init(ps_condition_t *c, ps_rlock_t *lock, int flags)
     /* An offset, not a pointer: a shared condition and its lock in one segment stay
      * paired wherever each process maps that segment. */
     c->_lock_off = (char *)lock - (char *)c;
-    c->_seq = c->_waiters = c->_woken = c->_signals = c->_signal_seq = 0;
-    c->_head = c->_tail = NULL;
     c->_flags = flags;
+    c->_waiters = 0;
+    c->_head = c->_tail = NULL;
+    c->_next_ticket = 0;
+    c->_used = 0;
+    for (int i = 0; i < PS_CONDITION_SHARED_WAITERS; i++)
+        c->_slots[i] = (struct ps__cond_slot){ FREE, 0, 0 };
     return 0;
 }
 
-static bool owns_lock(const ps_condition_t *c)
+/* ---- the waiter's word ---- */
+
+static void sleep_until_notified(unsigned *word, const deadline_t *d, bool shared)
 {
-    return c->_lock_off == (char *)&c->_own - (char *)c;
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == WAITING)
+        if (futex_wait(word, WAITING, deadline_ts(d), shared) == ETIMEDOUT)
+            return;
 }
+
+/* Returns how many the kernel woke: 0 if the waiter was not asleep. */
+static int notify_word(unsigned *word, bool shared)
+{
+    __atomic_store_n(word, NOTIFIED, __ATOMIC_RELEASE);
+    return futex_wake(word, 1, shared);
+}
+
+/* What wait returns once the lock is back (relock: 0 or EOWNERDEAD). */
+static int wait_result(bool notified, int relock)
+{
+    return notified || relock ? relock : ETIMEDOUT;
+}
+
+/* ---- private: FIFO of stack nodes ---- */
+
+static void unlink_waiter(ps_condition_t *c, struct ps__cond_waiter *w)
+{
+    *(w->prev ? &w->prev->next : &c->_head) = w->next;
+    *(w->next ? &w->next->prev : &c->_tail) = w->prev;
+}
+
+static int wait_private(ps_condition_t *c, const deadline_t *d)
+{
+    struct ps__cond_waiter w = { .prev = c->_tail, .next = NULL, .state = WAITING };
+    *(c->_tail ? &c->_tail->next : &c->_head) = &w;
+    c->_tail = &w;
+    c->_waiters++;
+
+    ps_rlock_t *lock = lock_of(c);
+    unsigned depth = rlock_release_all(lock);
+    sleep_until_notified(&w.state, d, false);
+    int relock = rlock_restore(lock, depth);
+
+    bool notified = w.state == NOTIFIED;    /* stable: notify sets it under the lock */
+    if (!notified)
+        unlink_waiter(c, &w);               /* notify unlinked the notified ones */
+    c->_waiters--;
+    return wait_result(notified, relock);
+}
+
+static void notify_private(ps_condition_t *c, unsigned n)
+{
+    PS_ASSERT(rlock_held_by_me(lock_of(c)));
+    for (; n > 0 && c->_head; n--) {
+        struct ps__cond_waiter *w = c->_head;
+        unlink_waiter(c, w);
+        notify_word(&w->state, false);  /* the node lives until its waiter has the lock */
+    }
+}
+
+static bool busy_private(ps_condition_t *c)
+{
+    return c->_waiters > 0;
+}
+
+/* ---- shared: slots with tickets ---- */
+
+static void free_slot(ps_condition_t *c, struct ps__cond_slot *s)
+{
+    PS_ASSERT(rlock_held_by_me(lock_of(c)));
+    __atomic_store_n(&s->state, FREE, __ATOMIC_RELAXED);
+    c->_used &= ~(1ull << (s - c->_slots));
+}
+
+/* A taken slot whose waiter has died (killed while waiting) is freed. */
+static bool slot_owner_dead(ps_condition_t *c, struct ps__cond_slot *s)
+{
+    if (caller_alive(s->id))
+        return false;
+    free_slot(c, s);
+    return true;
+}
+
+/* Index of a free slot, or -1 when live waiters hold them all. */
+static int find_free_slot(ps_condition_t *c)
+{
+    if (~c->_used)
+        return __builtin_ctzll(~c->_used);
+    /* All marked: some may be free (a crash between state and mark) or dead. */
+    for (int i = 0; i < PS_CONDITION_SHARED_WAITERS; i++) {
+        struct ps__cond_slot *s = &c->_slots[i];
+        if (s->state == FREE || slot_owner_dead(c, s))
+            return i;
+    }
+    return -1;
+}
+
+static struct ps__cond_slot *claim_slot(ps_condition_t *c)
+{
+    PS_ASSERT(rlock_held_by_me(lock_of(c)));
+    int i = find_free_slot(c);
+    if (i < 0)
+        return NULL;
+    struct ps__cond_slot *s = &c->_slots[i];
+    s->ticket = c->_next_ticket++;
+    s->id = caller_id();
+    c->_used |= 1ull << i;
+    /* Published last: a waiter killed before this store leaves a free slot. */
+    __atomic_store_n(&s->state, WAITING, __ATOMIC_RELEASE);
+    return s;
+}
+
+static int wait_shared(ps_condition_t *c, const deadline_t *d)
+{
+    struct ps__cond_slot *s = claim_slot(c);
+    if (!s)
+        return EAGAIN;
+    ps_rlock_t *lock = lock_of(c);
+    unsigned depth = rlock_release_all(lock);
+    sleep_until_notified(&s->state, d, true);
+    int relock = rlock_restore(lock, depth);
+
+    bool notified = s->state == NOTIFIED;   /* stable: notify sets it under the lock */
+    free_slot(c, s);
+    return wait_result(notified, relock);
+}
+
+/* The waiting slot with the oldest ticket among *candidates, which it leaves out
+ * of *candidates from then on; NULL if none. */
+static struct ps__cond_slot *oldest_waiting(ps_condition_t *c, unsigned long long *candidates)
+{
+    struct ps__cond_slot *oldest = NULL;
+    unsigned oldest_age = 0;
+    for (unsigned long long bits = *candidates; bits; bits &= bits - 1) {
+        struct ps__cond_slot *s = &c->_slots[__builtin_ctzll(bits)];
+        unsigned age = c->_next_ticket - s->ticket;     /* wraps safely */
+        if (s->state != WAITING)
+            *candidates &= ~(1ull << (s - c->_slots));
+        else if (!oldest || age > oldest_age)
+            oldest = s, oldest_age = age;
+    }
+    if (oldest)
+        *candidates &= ~(1ull << (oldest - c->_slots));
+    return oldest;
+}
+
+static void notify_shared(ps_condition_t *c, unsigned n)
+{
+    PS_ASSERT(rlock_held_by_me(lock_of(c)));
+    unsigned long long candidates = c->_used;
+    struct ps__cond_slot *s;
+    while (n > 0 && (s = oldest_waiting(c, &candidates))) {
+        /* Nobody asleep on the word: the waiter is on its way (it will see the
+         * word) or dead, and then the notify is for the next one. */
+        if (notify_word(&s->state, true) == 0 && slot_owner_dead(c, s))
+            continue;
+        n--;
+    }
+}
+
+static bool busy_shared(ps_condition_t *c)
+{
+    for (unsigned long long bits = c->_used; bits; bits &= bits - 1) {
+        struct ps__cond_slot *s = &c->_slots[__builtin_ctzll(bits)];
+        if (s->state != FREE && !slot_owner_dead(c, s))
+            return true;
+    }
+    return false;
+}
+
+/* ---- public API ---- */
 
 int ps_condition_destroy(ps_condition_t *c)
 {
     if (!c)
         return EINVAL;
-    if (waiters_present(&c->_waiters, &c->_seq, is_shared(c)))
+    ps_rlock_t *lock = lock_of(c);
+    int err = ps_rlock_acquire(lock, false, PS_FOREVER);
+    if (err == EAGAIN)
+        return EBUSY;           /* another thread holds the lock: in use */
+    if (err && err != EOWNERDEAD)
+        return err;
+    bool busy = is_shared(c) ? busy_shared(c) : busy_private(c);
+    ps_rlock_release(lock);
+    if (busy)
         return EBUSY;
     return owns_lock(c) ? ps_rlock_destroy(&c->_own) : 0;
 }
@@ -97,109 +295,11 @@ int ps_condition_release(ps_condition_t *c)
     return c ? ps_rlock_release(lock_of(c)) : EINVAL;
 }
 
-/* ---- private: FIFO of stack nodes ---- */
-
-static void unlink_waiter(ps_condition_t *c, struct ps_cond_waiter *w)
-{
-    *(w->prev ? &w->prev->next : &c->_head) = w->next;
-    *(w->next ? &w->next->prev : &c->_tail) = w->prev;
-}
-
-static int wait_private(ps_condition_t *c, const deadline_t *d)
-{
-    struct ps_cond_waiter w = { .prev = c->_tail, .next = NULL, .notified = 0 };
-    *(c->_tail ? &c->_tail->next : &c->_head) = &w;
-    c->_tail = &w;
-
-    ps_rlock_t *lock = lock_of(c);
-    unsigned depth = rlock_release_all(lock);
-    while (!__atomic_load_n(&w.notified, __ATOMIC_ACQUIRE))
-        if (futex_wait(&w.notified, 0, deadline_ts(d), false) == ETIMEDOUT)
-            break;
-    int relock = rlock_restore(lock, depth);
-
-    if (w.notified)             /* stable now: notify sets it under the lock */
-        return relock;
-    unlink_waiter(c, &w);
-    return relock ? relock : ETIMEDOUT;
-}
-
-static void notify_private(ps_condition_t *c, unsigned n)
-{
-    for (; n > 0 && c->_head; n--) {
-        struct ps_cond_waiter *w = c->_head;
-        unlink_waiter(c, w);
-        __atomic_store_n(&w->notified, 1, __ATOMIC_RELEASE);
-        /* The node may be gone once the flag is seen: waking a futex at a dead
-         * stack address is harmless, every futex sleeper re-checks its word. */
-        futex_wake(&w->notified, 1, false);
-    }
-}
-
-/* ---- shared: sequence word and signal count ---- */
-
-static int wait_shared(ps_condition_t *c, const deadline_t *d)
-{
-    ps_rlock_t *lock = lock_of(c);
-    unsigned start = c->_seq;
-    unsigned depth = rlock_release_all(lock);
-    for (;;) {
-        unsigned awake_at = start;  /* _seq when it was last awake, outside the kernel */
-        int slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
-        while (slept == EINTR) {
-            awake_at = __atomic_load_n(&c->_seq, __ATOMIC_ACQUIRE);
-            slept = futex_wait(&c->_seq, start, deadline_ts(d), true);
-        }
-        int relock = rlock_restore(lock, depth);
-        /* Woken by the kernel after a notify: chosen. Found _seq moved instead of
-         * sleeping: chosen if a notify since it was last awake left signals for
-         * such latecomers. Older signals are spares, never taken here. */
-        if (c->_seq != start && slept == 0 && c->_woken > 0) {
-            c->_woken--;
-            return relock;
-        }
-        if (slept == EAGAIN && c->_signals > 0 && (int)(c->_signal_seq - awake_at) > 0) {
-            c->_signals--;
-            return relock;
-        }
-        if (slept == ETIMEDOUT)
-            return relock ? relock : ETIMEDOUT;
-        start = c->_seq;        /* not chosen: wait for the next notify */
-        rlock_release_all(lock);
-    }
-}
-
-static void notify_shared(ps_condition_t *c, unsigned n)
-{
-    unsigned waiters = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED);
-    if (n == 0 || waiters == c->_woken + c->_signals)
-        return;                 /* nobody left to notify */
-    /* Bumped first: a waiter between unlock and sleep now cannot fall asleep. */
-    __atomic_fetch_add(&c->_seq, 1, __ATOMIC_RELEASE);
-    unsigned woken = (unsigned)futex_wake(&c->_seq, n, true);
-    c->_woken += woken;
-    /* The rest of n goes to such latecomers (or to killed waiters, a spare). */
-    unsigned latecomers = waiters - c->_woken - c->_signals;
-    unsigned signals = n - woken < latecomers ? n - woken : latecomers;
-    if (signals > 0) {
-        c->_signals += signals;
-        c->_signal_seq = c->_seq;
-    }
-}
-
-/* Called with the lock held; _waiters (which destroy reads) counts the caller
- * until it has the lock back. */
+/* Called with the lock held. */
 static int wait_once(ps_condition_t *c, const deadline_t *d)
 {
-    __atomic_fetch_add(&c->_waiters, 1, __ATOMIC_RELAXED);
-    int err = is_shared(c) ? wait_shared(c, d) : wait_private(c, d);
-    unsigned others = __atomic_load_n(&c->_waiters, __ATOMIC_RELAXED) - 1;
-    if (c->_woken > others)     /* woken ones that timed out first */
-        c->_woken = others;
-    if (c->_signals > others - c->_woken)   /* left for waiters that timed out or died */
-        c->_signals = others - c->_woken;
-    __atomic_fetch_sub(&c->_waiters, 1, __ATOMIC_RELEASE);
-    return err;
+    PS_ASSERT(rlock_held_by_me(lock_of(c)));
+    return is_shared(c) ? wait_shared(c, d) : wait_private(c, d);
 }
 
 int ps_condition_wait(ps_condition_t *c, double timeout)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "futex.h"
 
 #include <errno.h>
@@ -26,26 +27,4 @@ int futex_wake(unsigned *word, unsigned n, bool shared)
     long woken = syscall(SYS_futex, word, op, n > INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
     errno = saved;
     return woken > 0 ? (int)woken : 0;
-}
-
-static void pause_1ms(void)
-{
-    const struct timespec ms = { 0, 1000000 };
-    int saved = errno;
-    nanosleep(&ms, NULL);
-    errno = saved;
-}
-
-bool waiters_present(unsigned *waiters, unsigned *word, bool shared)
-{
-    for (int tries = 0; tries < 200; tries++) {
-        if (!__atomic_load_n(waiters, __ATOMIC_ACQUIRE))
-            return false;
-        if (!shared)
-            return true;                    /* exact: nobody can be killed alone */
-        if (word && futex_wake(word, UINT_MAX, true) > 0)
-            return true;
-        pause_1ms();                        /* a live waiter leaves in moments */
-    }
-    return false;                           /* the counted ones that stay were killed */
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Thin futex wrappers. Every wait in pysync sleeps here (or in a pthread call that
  * does): an absolute CLOCK_MONOTONIC deadline, FUTEX_PRIVATE_FLAG unless the word
  * is in memory shared between processes. errno is saved and restored. */
@@ -14,13 +15,6 @@ int futex_wait(unsigned *word, unsigned expected, const struct timespec *deadlin
                bool shared);
 /* Wakes up to n sleepers (n > INT_MAX: all); returns how many it woke. */
 int futex_wake(unsigned *word, unsigned n, bool shared);
-
-/* For destroy: is anybody still inside a wait? *waiters counts the callers inside,
- * each leaving it as its last access to the object. In shared memory the count may
- * include callers that were killed, so there it must be confirmed: by sleepers on
- * word (woken to be counted; they re-check and sleep again), or by the count
- * draining, which a live caller does within moments; one that stays is dead. */
-bool waiters_present(unsigned *waiters, unsigned *word, bool shared);
 
 /* Tell the CPU we are spinning (saves power, yields to the sibling hyperthread). */
 static inline void cpu_relax(void)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Lock: threading.Lock and multiprocessing.Lock.
  *
  * Private locks are a wordlock (wordlock.h): one futex word, no owner, so any
@@ -8,7 +9,7 @@
 #include <errno.h>
 #include <pysync/threading.h>
 
-#include "futex.h"
+#include "inside.h"
 #include "object.h"
 #include "pmutex.h"
 #include "wordlock.h"
@@ -20,7 +21,7 @@ int ps_lock_init(ps_lock_t *lock, int flags)
     if (!lock || (flags & ~PS_SHARED))
         return EINVAL;
     lock->_flags = flags;
-    lock->_waiters = 0;
+    lock->_inside = (struct ps__inside){ 0 };
     if (!is_shared(lock)) {
         lock->_u.word = 0;
         return 0;
@@ -33,7 +34,7 @@ int ps_lock_destroy(ps_lock_t *lock)
     if (!lock)
         return EINVAL;
     /* Waiters first: one that leaves may have just taken the lock. */
-    if (waiters_present(&lock->_waiters, NULL, is_shared(lock)) || ps_lock_locked(lock))
+    if (inside_busy(&lock->_inside, is_shared(lock)) || ps_lock_locked(lock))
         return EBUSY;
     if (is_shared(lock))
         pthread_mutex_destroy(&lock->_u.mutex);
@@ -51,17 +52,17 @@ void ps_lock_free(ps_lock_t *lock)
         object_free(lock, sizeof *lock, lock->_flags);
 }
 
-/* Callers that may sleep count themselves in _waiters, so destroy can see them. */
+/* Callers that may sleep count themselves in _inside, so destroy can see them. */
 static int acquire_slow(ps_lock_t *lock, bool blocking, double timeout)
 {
     deadline_t d;
     deadline_for_acquire(blocking, timeout, &d);
     if (d.nowait)
         return EAGAIN;
-    __atomic_fetch_add(&lock->_waiters, 1, __ATOMIC_RELAXED);
+    int entry = inside_enter(&lock->_inside, is_shared(lock));
     int err = is_shared(lock) ? pmutex_acquire(&lock->_u.mutex, &d)
                               : wordlock_wait(&lock->_u.word, &d);
-    __atomic_fetch_sub(&lock->_waiters, 1, __ATOMIC_RELEASE);
+    inside_leave(&lock->_inside, entry);
     return err;
 }
 

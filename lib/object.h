@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Storage for ps_xxx_new objects: malloc for private ones, a MAP_SHARED anonymous
  * mapping for PS_SHARED ones, so that children forked later share them. */
 #ifndef PS_OBJECT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "pmutex.h"
 
 #include <errno.h>
@@ -6,12 +7,17 @@
 int pmutex_init(pthread_mutex_t *m, bool shared)
 {
     pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    if (shared) {
-        pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    }
-    int err = pthread_mutex_init(m, &attr);
+    int err = pthread_mutexattr_init(&attr);
+    if (err)
+        return err;
+    /* A shared mutex that is not robust would deadlock, not report, an owner's death:
+     * better no mutex than that one. */
+    if (shared)
+        err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    if (shared && !err)
+        err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    if (!err)
+        err = pthread_mutex_init(m, &attr);
     pthread_mutexattr_destroy(&attr);
     return err;
 }
@@ -59,15 +65,31 @@ bool pmutex_lock_repair(pthread_mutex_t *m)
 }
 
 __thread pid_t ps_cached_tid;
+static pid_t cached_pid;
 
-/* A forked child must not keep its parent's tid: the fork hook clears the cache in
- * the child. It is registered before the first tid is cached. */
-static void forget_tid(void) { ps_cached_tid = 0; }
-static void register_fork_hook(void) { pthread_atfork(NULL, NULL, forget_tid); }
+/* A forked child must not keep its parent's ids: the fork hook clears the caches
+ * in the child. It is registered before the first id is cached. */
+static void forget_ids(void)
+{
+    ps_cached_tid = 0;
+    __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED);
+}
+static void register_fork_hook(void) { pthread_atfork(NULL, NULL, forget_ids); }
 
 pid_t current_tid_slow(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, register_fork_hook);
     return ps_cached_tid = gettid();
+}
+
+pid_t current_pid(void)
+{
+    pid_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+    if (!pid) {
+        current_tid();              /* registers the fork hook first */
+        pid = getpid();
+        __atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
 }

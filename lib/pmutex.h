@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pthread mutexes as pysync uses them: process-shared ones are always robust, and
  * an acquire that inherits a dead owner's mutex makes it consistent and reports
  * EOWNERDEAD (the caller holds it). */
@@ -49,6 +50,14 @@ static inline pid_t current_tid(void)
 {
     pid_t tid = ps_cached_tid;
     return tid ? tid : current_tid_slow();
+}
+/* The caller's process id, cached per process (reset in a forked child). */
+pid_t current_pid(void);
+
+/* For assertions: glibc records the holder's tid in __owner for every kind. */
+static inline bool pmutex_held_by_me(const pthread_mutex_t *m)
+{
+    return m->__data.__owner == current_tid();
 }
 
 #endif

@@ -1,13 +1,15 @@
+/* SPDX-License-Identifier: MIT */
 /* Queue, LifoQueue and PriorityQueue of void * items: Python's queue module.
  *
  * Invariants
  *   Counters that only grow: _tail (items ever stored), _head (items ever
- *   taken) and _done (task_done calls plus items an immediate shutdown threw
- *   away). qsize is _tail - _head, join waits for _done == _tail, and
- *   _head <= _tail, _done <= _tail always. _tail is written only under the put
- *   lock, _head only under the get lock, both with release (or seq_cst) stores,
- *   so either side may read the other's counter without its lock. _slots, _heap
- *   and _cap change only with both locks held.
+ *   taken) and the count in _done (task_done calls plus items an immediate
+ *   shutdown threw away). qsize is _tail - _head, join waits for the done count
+ *   to reach _tail, and _head <= _tail, done count <= _tail always. _tail is
+ *   written only under the put lock, _head only under the get lock, both with
+ *   release (or seq_cst) stores, so either side may read the other's counter
+ *   without its lock. _slots, _heap and _cap change only with both locks held.
+ *   _done is (count << 1) | JOINING: the low bit says a joiner may be asleep.
  *
  *   FIFO: a power-of-two ring indexed by counter & (_cap - 1), with separate put
  *   and get locks (a two-lock queue): one producer and one consumer never touch
@@ -24,19 +26,44 @@
  * Who wakes whom
  *   A caller that cannot proceed first polls for a few microseconds (the peer is
  *   usually about to make room or an item), then sleeps on a futex word: getters
- *   on _not_empty, putters on _not_full, joiners on _all_done, counting themselves
- *   in _getters, _putters, _joiners. A put that sees _getters > 0 bumps
- *   _not_empty and wakes one getter; a get wakes one putter the same way; the
- *   task_done that brings _done up to _tail wakes all joiners; shutdown wakes
- *   everybody. When nobody sleeps nobody makes a system call.
+ *   on _not_empty, putters on _not_full, counting themselves in _getters and
+ *   _putters; joiners on the low 32 bits of _done, after setting JOINING. A put
+ *   that sees _getters > 0 bumps _not_empty and wakes one getter; a get wakes one
+ *   putter the same way; the task_done (or immediate shutdown) that brings the
+ *   done count up to _tail clears JOINING in the same CAS and, if it was set,
+ *   wakes all joiners; shutdown wakes everybody. When nobody sleeps nobody makes
+ *   a system call.
  *
  *   No lost wake-up: the sleeper reads the futex word, counts itself, then
  *   re-checks its condition; the waker publishes its change, then reads the
  *   count. The count and the counters are updated with seq_cst operations, so
  *   either the sleeper sees the change or the waker sees the sleeper, and then
- *   its bump makes futex_wait return at once or wakes it. A woken sleeper always
- *   retries before it looks at its deadline, so a wake-up is never spent on a
- *   thread that then gives up with an item waiting.
+ *   its bump makes futex_wait return at once or wakes it. A joiner needs no
+ *   count: it sets JOINING with a CAS on the very value it found unfinished, so
+ *   a task_done either changed the word first (the CAS fails and the joiner
+ *   re-checks) or sees the flag, and any change to the word makes a futex_wait
+ *   not yet asleep return at once. A woken sleeper always retries before it
+ *   looks at its deadline, so a wake-up is never spent on a thread that then
+ *   gives up with an item waiting.
+ *
+ * The waker's last access (PITFALLS 13, glibc bug 12674)
+ *   "Wait, then destroy or free" is an everyday pattern: join(q) then free(q),
+ *   or a getter that destroys q once its item arrived. So once a waiter can
+ *   observe the change, the waker touches nothing of the queue except
+ *     (a) releasing an internal lock, which destroy waits for, and
+ *     (b) a final FUTEX_WAKE on an address, harmless on freed or unmapped
+ *         memory: every futex sleeper re-checks its condition.
+ *   Hence put and get decide whether to wake and bump the futex word while they
+ *   still hold their lock, and only call futex_wake after releasing it;
+ *   task_done's CAS is the store that lets a joiner return, which is why the
+ *   joiners' flag lives in _done itself; shutdown writes everything under both
+ *   locks. destroy takes both locks (held only for short, non-blocking critical
+ *   sections), so it waits out a waker still inside one, and it is EBUSY while
+ *   a blocking caller is counted in _inside, whose leave() is that caller's
+ *   last access: put_slow, get_slow and join, polling and sleeping included,
+ *   all run between enter() and leave(). grow_ring runs under the put lock
+ *   before the _tail store that releases anybody. Computing an address is not
+ *   an access.
  */
 #include <pysync/queue.h>
 
@@ -81,20 +108,29 @@ static inline unsigned *get_lock(ps_queue_t *q)
 
 /* ---- waking and sleeping ---- */
 
-/* Called after publishing, with a seq_cst store or RMW, a change that may let up
- * to n sleepers of *word proceed. Nobody asleep, nothing to do. */
-static inline void wake_sleepers(unsigned *word, unsigned *sleepers, unsigned n)
+/* Called with the only lock that writes *word held, right after publishing with a
+ * seq_cst store a change that may let a sleeper of *word proceed. If anybody
+ * sleeps, bumps the word (a plain store: every writer holds this lock) and
+ * returns it for wake_one() once the lock is released; else returns NULL. */
+static inline unsigned *bump_if_sleepers(unsigned *word, unsigned *sleepers)
 {
     if (load_sc(sleepers) == 0)
-        return;
-    __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
-    futex_wake(word, n, false);
+        return NULL;
+    store_release(word, load_relaxed(word) + 1);
+    return word;
 }
 
-static void wake_all(unsigned *word)
+/* After releasing the lock: a futex_wake on an address, the waker's last access. */
+static inline void wake_one(unsigned *word)
 {
-    __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
-    futex_wake(word, UINT_MAX, false);
+    if (word)
+        futex_wake(word, 1, false);
+}
+
+/* Shutdown's bump, with both locks held; the wake follows their release. */
+static void bump(unsigned *word)
+{
+    store_release(word, load_relaxed(word) + 1);
 }
 
 /* Sleeps once on *word, counted in *sleepers, unless ready(q) already holds.
@@ -153,10 +189,41 @@ static bool can_put_batch(ps_queue_t *q)
            load_relaxed(&q->_shutdown) != ALIVE;
 }
 
-static bool all_done(ps_queue_t *q)
+/* ---- the done word: (count << 1) | JOINING ---- */
+
+#define JOINING    ((size_t)1)      /* a joiner may sleep on the word */
+#define COUNT_MASK (SIZE_MAX >> 1)  /* the count has one bit less than _tail */
+
+/* Whether the done word counts every item up to tail (modulo the count's width). */
+static inline bool count_reaches(size_t done, size_t tail)
 {
-    size_t done = load_sc(&q->_done);           /* done first: never above tail */
-    return load_sc(&q->_tail) == done;
+    return done >> 1 == (tail & COUNT_MASK);
+}
+
+/* The done word after n more finished tasks. The change that completes the
+ * count also clears JOINING, so the same CAS lets the joiners return and tells
+ * the caller (wakes_joiners) to wake them. */
+static inline size_t add_done(size_t done, size_t n, size_t tail)
+{
+    size_t next = done + (n << 1);
+    return count_reaches(next, tail) ? next & ~JOINING : next;
+}
+
+static inline bool wakes_joiners(size_t before, size_t after)
+{
+    return (before & JOINING) && !(after & JOINING);
+}
+
+/* Joiners sleep on the low 32 bits of _done: any change of the count changes
+ * them (unless exactly 2^31 task_dones land between a joiner's load and its
+ * sleep). futex_wait expects (unsigned)value there. */
+static inline unsigned *done_word(ps_queue_t *q)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (unsigned *)&q->_done + (sizeof q->_done / sizeof(unsigned) - 1);
+#else
+    return (unsigned *)&q->_done;
+#endif
 }
 
 /* ---- storage ---- */
@@ -341,24 +408,29 @@ static int get_locked(ps_queue_t *q, void **item)
     return 0;
 }
 
+/* One attempt. Whom to wake is settled under the lock; after its release only
+ * the futex_wake remains (see "The waker's last access"). */
 static int try_put(ps_queue_t *q, void *item)
 {
+    unsigned *wake = NULL;
     wordlock_lock(&q->_put_lock);
     int err = put_locked(q, item);
-    wordlock_release(&q->_put_lock);
     if (err == 0)
-        wake_sleepers(&q->_not_empty, &q->_getters, 1);
+        wake = bump_if_sleepers(&q->_not_empty, &q->_getters);
+    wordlock_release(&q->_put_lock);
+    wake_one(wake);
     return err;
 }
 
 static int try_get(ps_queue_t *q, void **item)
 {
-    unsigned *lock = get_lock(q);
+    unsigned *wake = NULL, *lock = get_lock(q);
     wordlock_lock(lock);
     int err = get_locked(q, item);
-    wordlock_release(lock);
     if (err == 0 && q->_maxsize)    /* unbounded queues have no putters asleep */
-        wake_sleepers(&q->_not_full, &q->_putters, 1);
+        wake = bump_if_sleepers(&q->_not_full, &q->_putters);
+    wordlock_release(lock);
+    wake_one(wake);
     return err;
 }
 
@@ -399,6 +471,20 @@ static int get_slow(ps_queue_t *q, void **item, double timeout)
 static void enter(ps_queue_t *q) { __atomic_fetch_add(&q->_inside, 1, __ATOMIC_RELAXED); }
 static void leave(ps_queue_t *q) { __atomic_fetch_sub(&q->_inside, 1, __ATOMIC_RELEASE); }
 
+/* Shutdown and destroy: everything. Other kinds never take _get_lock, so taking
+ * it costs one uncontended CAS and saves a case. Put lock first, as grow_ring. */
+static void lock_both(ps_queue_t *q)
+{
+    wordlock_lock(&q->_put_lock);
+    wordlock_lock(&q->_get_lock);
+}
+
+static void release_both(ps_queue_t *q)
+{
+    wordlock_release(&q->_get_lock);
+    wordlock_release(&q->_put_lock);
+}
+
 /* ---- public API ---- */
 
 static int init_queue(ps_queue_t *q, size_t maxsize, int kind,
@@ -429,25 +515,29 @@ int ps_priorityqueue_init(ps_queue_t *q, size_t maxsize,
     return init_queue(q, maxsize, KIND_PRIORITY, cmp);
 }
 
-static bool in_use(ps_queue_t *q)
+static void free_storage(ps_queue_t *q)
 {
-    return load_acquire(&q->_inside) || load_acquire(&q->_put_lock) ||
-           load_acquire(&q->_get_lock);
-}
-
-int ps_queue_destroy(ps_queue_t *q)
-{
-    if (!q || !q->_kind)
-        return EINVAL;
-    if (in_use(q))
-        return EBUSY;
     free(q->_slots);
     free(q->_heap);
     q->_slots = NULL;
     q->_heap = NULL;
     q->_cap = 0;
     q->_kind = 0;       /* a second destroy is EINVAL, not a double free */
-    return 0;
+}
+
+/* Holding both locks waits out a waker still in put, get or shutdown (their
+ * critical sections are short and never block), which then touches the queue
+ * no more; the blocking callers counted in _inside may still, hence EBUSY. */
+int ps_queue_destroy(ps_queue_t *q)
+{
+    if (!q || !q->_kind)
+        return EINVAL;
+    lock_both(q);
+    int err = load_acquire(&q->_inside) ? EBUSY : 0;
+    if (err == 0)
+        free_storage(q);
+    release_both(q);
+    return err;
 }
 
 static ps_queue_t *new_queue(size_t maxsize, int kind, int (*cmp)(const void *, const void *))
@@ -551,62 +641,83 @@ int ps_queue_task_done(ps_queue_t *q)
 {
     if (!q || !q->_kind)
         return EINVAL;
-    size_t done = load_relaxed(&q->_done), tail;
+    unsigned *joiners = done_word(q);
+    size_t done = load_relaxed(&q->_done), next;
     do {
-        tail = load_acquire(&q->_tail);
-        if (done == tail)
+        size_t tail = load_acquire(&q->_tail);
+        if (count_reaches(done, tail))
             return EOVERFLOW;       /* every item put is already done */
-    } while (!__atomic_compare_exchange_n(&q->_done, &done, done + 1, true,
+        next = add_done(done, 1, tail);
+    } while (!__atomic_compare_exchange_n(&q->_done, &done, next, true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-    if (done + 1 == tail)
-        wake_sleepers(&q->_all_done, &q->_joiners, UINT_MAX);
+    /* A joiner may have returned and freed q: wake by address only. */
+    if (wakes_joiners(done, next))
+        futex_wake(joiners, UINT_MAX, false);
     return 0;
+}
+
+/* Sleeps until the done count reaches _tail. JOINING is set with a CAS on the
+ * exact value found unfinished, so the task_done that completes the count sees
+ * it (or changed the word first, and the CAS fails). */
+static void wait_all_done(ps_queue_t *q)
+{
+    size_t done = load_sc(&q->_done);
+    while (!count_reaches(done, load_sc(&q->_tail))) {   /* done first: never above tail */
+        if (!(done & JOINING) &&
+            !__atomic_compare_exchange_n(&q->_done, &done, done | JOINING, false,
+                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            continue;                                   /* done changed: re-check */
+        futex_wait(done_word(q), (unsigned)(done | JOINING), NULL, false);
+        done = load_sc(&q->_done);
+    }
 }
 
 int ps_queue_join(ps_queue_t *q)
 {
     if (!q || !q->_kind)
         return EINVAL;
-    deadline_t forever = { .forever = true };
     enter(q);
-    while (!all_done(q))
-        sleep_unless(q, &q->_all_done, &q->_joiners, all_done, &forever);
+    wait_all_done(q);
     leave(q);
     return 0;
 }
 
-/* Both locks held: empties the queue; removed items count as done. */
-static void discard_all(ps_queue_t *q)
+/* Both locks held: empties the queue; removed items count as done, though
+ * never beyond _tail (a task_done may already have counted some). Returns
+ * whether joiners must be woken. */
+static bool discard_all(ps_queue_t *q)
 {
     size_t tail = load_relaxed(&q->_tail);
     size_t removed = tail - load_relaxed(&q->_head);
     store_release(&q->_head, tail);
     q->_head_seen = q->_tail_seen = tail;
-    size_t done = load_relaxed(&q->_done);
-    while (!__atomic_compare_exchange_n(&q->_done, &done,
-                                        tail - done > removed ? done + removed : tail,
-                                        true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-        ;
+    size_t done = load_relaxed(&q->_done), next;
+    do {
+        size_t unfinished = (tail - (done >> 1)) & COUNT_MASK;
+        next = add_done(done, removed < unfinished ? removed : unfinished, tail);
+    } while (!__atomic_compare_exchange_n(&q->_done, &done, next, true,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    return wakes_joiners(done, next);
 }
 
+/* Every write happens under both locks; once they are released a woken caller
+ * may destroy q, so only futex_wakes on addresses follow. */
 int ps_queue_shutdown(ps_queue_t *q, bool immediate)
 {
     if (!q || !q->_kind)
         return EINVAL;
-    wordlock_lock(&q->_put_lock);
-    if (q->_kind == KIND_FIFO)
-        wordlock_lock(&q->_get_lock);
+    unsigned *not_empty = &q->_not_empty, *not_full = &q->_not_full, *done = done_word(q);
+    lock_both(q);
     unsigned state = immediate ? SHUT_DOWN_NOW : SHUT_DOWN;
     if (load_relaxed(&q->_shutdown) < state)
         store_release(&q->_shutdown, state);
-    if (immediate)
-        discard_all(q);
-    if (q->_kind == KIND_FIFO)
-        wordlock_release(&q->_get_lock);
-    wordlock_release(&q->_put_lock);
-    wake_all(&q->_not_empty);
-    wake_all(&q->_not_full);
-    if (immediate)
-        wake_all(&q->_all_done);
+    bool wake_joiners = immediate && discard_all(q);
+    bump(not_empty);
+    bump(not_full);
+    release_both(q);
+    futex_wake(not_empty, UINT_MAX, false);
+    futex_wake(not_full, UINT_MAX, false);
+    if (wake_joiners)
+        futex_wake(done, UINT_MAX, false);
     return 0;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* RLock: threading.RLock.
  *
  * The lock itself is a wordlock (private) or a robust process-shared pthread mutex
@@ -6,7 +7,8 @@
 #include <errno.h>
 #include <limits.h>
 
-#include "futex.h"
+#include "debug.h"
+#include "inside.h"
 #include "object.h"
 #include "pmutex.h"
 #include "rlock.h"
@@ -21,7 +23,7 @@ int ps_rlock_init(ps_rlock_t *rl, int flags)
     rl->_flags = flags;
     rl->_owner = 0;
     rl->_depth = 0;
-    rl->_waiters = 0;
+    rl->_inside = (struct ps__inside){ 0 };
     rl->_u.word = 0;
     return is_shared(rl) ? pmutex_init(&rl->_u.mutex, true) : 0;
 }
@@ -31,7 +33,7 @@ int ps_rlock_destroy(ps_rlock_t *rl)
     if (!rl)
         return EINVAL;
     /* Waiters first: one that leaves may have just taken the lock. */
-    if (waiters_present(&rl->_waiters, NULL, is_shared(rl)))
+    if (inside_busy(&rl->_inside, is_shared(rl)))
         return EBUSY;
     bool held = is_shared(rl) ? pmutex_owner(&rl->_u.mutex) != 0
                               : __atomic_load_n(&rl->_u.word, __ATOMIC_RELAXED) != 0;
@@ -72,7 +74,7 @@ static int try_take(ps_rlock_t *rl, pid_t me)
     return wordlock_try(&rl->_u.word) ? taken(rl, me, 0) : EBUSY;
 }
 
-/* Callers that may sleep count themselves in _waiters, so destroy can see them. */
+/* Callers that may sleep count themselves in _inside, so destroy can see them. */
 static int take(ps_rlock_t *rl, pid_t me, const deadline_t *d)
 {
     int err = try_take(rl, me);
@@ -80,12 +82,12 @@ static int take(ps_rlock_t *rl, pid_t me, const deadline_t *d)
         return err;
     if (d->nowait)
         return EAGAIN;
-    __atomic_fetch_add(&rl->_waiters, 1, __ATOMIC_RELAXED);
+    int entry = inside_enter(&rl->_inside, is_shared(rl));
     if (is_shared(rl))
         err = taken(rl, me, pmutex_acquire(&rl->_u.mutex, d));
     else
         err = taken(rl, me, wordlock_wait(&rl->_u.word, d));
-    __atomic_fetch_sub(&rl->_waiters, 1, __ATOMIC_RELEASE);
+    inside_leave(&rl->_inside, entry);
     return err;
 }
 
@@ -132,6 +134,7 @@ int ps_rlock_release(ps_rlock_t *rl)
 
 unsigned rlock_release_all(ps_rlock_t *rl)
 {
+    PS_ASSERT(rlock_held_by_me(rl) && rl->_depth > 0);
     unsigned depth = rl->_depth;
     drop(rl);
     return depth;
@@ -139,6 +142,7 @@ unsigned rlock_release_all(ps_rlock_t *rl)
 
 int rlock_restore(ps_rlock_t *rl, unsigned depth)
 {
+    PS_ASSERT(!rlock_held_by_me(rl) && depth > 0);
     deadline_t forever = { .forever = true };
     int err = take(rl, current_tid(), &forever);
     rl->_depth = depth;

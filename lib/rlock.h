@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What Condition needs from RLock: drop every level of a held RLock and take it
  * back at the same depth. */
 #ifndef PS_RLOCK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Thread: threading.Thread.
  *
  * Each ps_thread_t has a mutex and a CLOCK_MONOTONIC condvar guarding its state
@@ -9,7 +10,11 @@
  * handler that waits until the registry's count of running non-daemon threads
  * drops to zero. The registry belongs to one process: a forked child starts with
  * an empty one (pthread_atfork), so a child that calls exit never waits for its
- * parent's threads. */
+ * parent's threads.
+ *
+ * ps_current_thread promises never to return NULL, so the objects of threads
+ * pysync did not start (main and foreign threads) are never allocated: see the
+ * end of this file. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,10 @@
 
 enum state { NEW, RUNNING, DONE };
 
+/* ps_thread(3): at most 63 bytes of a name are kept. A buffer inside the object
+ * also spares an allocation that could fail. */
+#define NAME_SIZE 64
+
 struct ps_thread {
     pthread_mutex_t mutex;
     pthread_cond_t changed;     /* broadcast when state becomes DONE */
@@ -31,7 +40,7 @@ struct ps_thread {
     void *result;
     pthread_t handle;
     unsigned long ident;
-    char *name;
+    char name[NAME_SIZE];
 };
 
 static __thread ps_thread_t *current;
@@ -77,11 +86,44 @@ static void registry_add(int delta)
 
 /* ---- objects ---- */
 
+static void set_name(ps_thread_t *t, const char *name)
+{
+    size_t len = strnlen(name, sizeof t->name - 1);    /* never reads past the cut */
+    memcpy(t->name, name, len);
+    t->name[len] = '\0';
+}
+
+/* join's timeouts are measured on CLOCK_MONOTONIC, so its condvar must be too. */
+static int monotonic_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    int err = pthread_condattr_init(&attr);
+    if (err)
+        return err;
+    err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (!err)
+        err = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return err;
+}
+
+/* On failure nothing is left to destroy. */
+static int sync_init(ps_thread_t *t)
+{
+    int err = pthread_mutex_init(&t->mutex, NULL);
+    if (err)
+        return err;
+    err = monotonic_cond_init(&t->changed);
+    if (err)
+        pthread_mutex_destroy(&t->mutex);
+    return err;
+}
+
+/* Only for objects made by thread_alloc. */
 static void thread_release(ps_thread_t *t)
 {
     pthread_cond_destroy(&t->changed);
     pthread_mutex_destroy(&t->mutex);
-    free(t->name);
     free(t);
 }
 
@@ -90,17 +132,13 @@ static ps_thread_t *thread_alloc(const char *name)
     ps_thread_t *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->changed, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&t->mutex, NULL);
-    t->name = strdup(name);
-    if (!t->name) {
-        thread_release(t);
+    int err = sync_init(t);
+    if (err) {
+        free(t);
+        errno = err;
         return NULL;
     }
+    set_name(t, name);
     return t;
 }
 
@@ -132,14 +170,15 @@ int ps_thread_set_daemon(ps_thread_t *t, bool daemon)
     pthread_mutex_lock(&t->mutex);
     int err = t->state == NEW && !t->adopted ? 0 : EINVAL;
     if (!err)
-        t->daemon = daemon;
+        __atomic_store_n(&t->daemon, daemon, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&t->mutex);
     return err;
 }
 
 bool ps_thread_daemon(const ps_thread_t *t)
 {
-    return t && t->daemon;      /* fixed once the thread runs */
+    /* Atomic: set_daemon may store it (under the mutex) at the same time. */
+    return t && __atomic_load_n(&t->daemon, __ATOMIC_RELAXED);
 }
 
 /* Runs last in every pysync thread, also after pthread_exit. */
@@ -269,39 +308,41 @@ void ps_thread_free(ps_thread_t *t)
     thread_release(t);
 }
 
-/* ---- threads pysync did not start ---- */
+/* ---- threads pysync did not start ----
+ *
+ * Their objects need no allocation, so ps_current_thread cannot fail: the main
+ * thread's is static, a foreign thread's is in that thread's own thread-local
+ * storage and so lives exactly until the thread exits. Nobody can join them, so
+ * their condvar is never waited on and the default clock does for it. */
 
-static pthread_key_t dummy_key;
+static ps_thread_t main_thread;
+static __thread ps_thread_t dummy;
 
-static void dummy_free(void *t) { thread_release(t); }
-static void dummy_key_create(void) { pthread_key_create(&dummy_key, dummy_free); }
-
-static ps_thread_t *adopt(const char *name)
+/* Builds t from scratch: nobody else can see it yet. (In a child forked by another
+ * thread, the copy of main_thread may hold a lock taken by a thread of the parent.) */
+static ps_thread_t *adopt(ps_thread_t *t, const char *name)
 {
-    ps_thread_t *t = thread_alloc(name);
-    if (!t)
-        return NULL;
-    t->adopted = true;
-    t->state = RUNNING;
-    t->handle = pthread_self();
+    *t = (ps_thread_t){
+        .mutex = PTHREAD_MUTEX_INITIALIZER,
+        .changed = PTHREAD_COND_INITIALIZER,
+        .state = RUNNING,
+        .adopted = true,
+        .handle = pthread_self(),
+    };
     t->ident = (unsigned long)t->handle;
+    set_name(t, name);
+    current = t;
     return t;
 }
 
 ps_thread_t *ps_current_thread(void)
 {
     static unsigned dummies;
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
     if (current)
         return current;
-    if (gettid() == getpid()) {
-        current = adopt("MainThread");  /* lives as long as the process */
-        return current;
-    }
-    char name[32];
+    if (gettid() == getpid())
+        return adopt(&main_thread, "MainThread");
+    char name[NAME_SIZE];
     snprintf(name, sizeof name, "Dummy-%u", __atomic_add_fetch(&dummies, 1, __ATOMIC_RELAXED));
-    current = adopt(name);
-    pthread_once(&once, dummy_key_create);
-    pthread_setspecific(dummy_key, current);     /* freed when the thread exits */
-    return current;
+    return adopt(&dummy, name);
 }

@@ -1,7 +1,11 @@
+/* SPDX-License-Identifier: MIT */
 /* Timer: threading.Timer, a thread that waits on an Event for the interval.
  *
  * cancel and the timer thread decide under one mutex whether fn runs, so once
- * cancel has returned, fn runs only if it had already started. */
+ * cancel has returned, fn runs only if it had already started.
+ *
+ * As in Python, a Timer is a Thread: its thread is made by ps_timer_new, in the
+ * caller's thread, so it inherits that thread's daemon flag. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +34,38 @@ static void *timer_main(void *p)
     return NULL;
 }
 
+/* On failure nothing is left to destroy. */
+static int sync_init(ps_timer_t *t)
+{
+    int err = ps_event_init(&t->finished, 0);
+    if (err)
+        return err;
+    err = pthread_mutex_init(&t->mutex, NULL);
+    if (err)
+        ps_event_destroy(&t->finished);
+    return err;
+}
+
+static void sync_destroy(ps_timer_t *t)
+{
+    pthread_mutex_destroy(&t->mutex);
+    ps_event_destroy(&t->finished);
+}
+
+/* Makes the event, the mutex and the thread; on failure nothing is left to destroy. */
+static int timer_parts_init(ps_timer_t *t)
+{
+    int err = sync_init(t);
+    if (err)
+        return err;
+    t->thread = ps_thread_new(timer_main, t, NULL);
+    if (t->thread)
+        return 0;
+    err = errno;
+    sync_destroy(t);
+    return err;
+}
+
 ps_timer_t *ps_timer_new(double interval, void (*fn)(void *), void *arg)
 {
     if (isnan(interval) || !fn) {
@@ -39,17 +75,26 @@ ps_timer_t *ps_timer_new(double interval, void (*fn)(void *), void *arg)
     ps_timer_t *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    t->thread = ps_thread_new(timer_main, t, NULL);
-    if (!t->thread) {
+    int err = timer_parts_init(t);
+    if (err) {
         free(t);
+        errno = err;
         return NULL;
     }
-    ps_event_init(&t->finished, 0);
-    pthread_mutex_init(&t->mutex, NULL);
     t->interval = interval < 0 ? 0 : interval;   /* as Python: a past deadline fires now */
     t->fn = fn;
     t->arg = arg;
     return t;
+}
+
+int ps_timer_set_daemon(ps_timer_t *t, bool daemon)
+{
+    return t ? ps_thread_set_daemon(t->thread, daemon) : EINVAL;
+}
+
+bool ps_timer_daemon(const ps_timer_t *t)
+{
+    return t && ps_thread_daemon(t->thread);
 }
 
 int ps_timer_start(ps_timer_t *t)
@@ -81,6 +126,6 @@ void ps_timer_free(ps_timer_t *t)
         ps_thread_join(t->thread, PS_FOREVER, NULL);
     }
     ps_thread_free(t->thread);
-    pthread_mutex_destroy(&t->mutex);
+    sync_destroy(t);
     free(t);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Deadlines for timed waits. Python timeouts (double seconds) become absolute
  * CLOCK_MONOTONIC deadlines once, at the start of a wait, so that retries after
  * spurious wake-ups or signals never stretch the total wait. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "wordlock.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The private lock word behind ps_lock_t and ps_rlock_t: 0 free, 1 held, 2 held
  * and a sleeper may exist. Whoever takes the word after sleeping stores 2, since
  * other sleepers may remain; a release that finds 2 wakes one. No owner is kept,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/helpers.h - small helpers shared by the test files and the stress programs.
  *
  * Everything here is static (one runner binary links all test files together).
@@ -19,10 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <pysync/threading.h>
 
 /* ---- time ---- */
 
@@ -344,6 +348,573 @@ static inline void signal_thread_for(pthread_t t, double secs)
     signal_storm_stop(&s);
 }
 
+/* ---- signal handlers that take time, fast storms ---- */
+
+/* Handlers installed by install_busy_handler: while one runs, busy_handler_inside[sig]
+ * is 1; busy_handler_runs[sig] counts the runs that finished. (Lock-free atomics are
+ * async-signal-safe.) */
+enum { BUSY_SIGS = 65 };
+static double busy_handler_secs[BUSY_SIGS];
+static atomic_int busy_handler_inside[BUSY_SIGS];
+static atomic_int busy_handler_runs[BUSY_SIGS];
+
+static inline void busy_handler(int sig)
+{
+    int saved = errno;
+    atomic_store(&busy_handler_inside[sig], 1);
+    double secs = busy_handler_secs[sig];
+    if (secs >= 0.001) {
+        sleep_s(secs);                  /* a long handler: sleeps (nanosleep) */
+    } else {
+        double end = now() + secs;      /* a short one: runs on the CPU */
+        while (now() < end)
+            ;
+    }
+    atomic_store(&busy_handler_inside[sig], 0);
+    atomic_fetch_add(&busy_handler_runs[sig], 1);
+    errno = saved;
+}
+
+/* Installs for `sig` a handler that runs for `secs` s, without SA_RESTART. */
+static inline void install_busy_handler(int sig, double secs)
+{
+    busy_handler_secs[sig] = secs;
+    atomic_store(&busy_handler_inside[sig], 0);
+    atomic_store(&busy_handler_runs[sig], 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = busy_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(sig, &sa, NULL);
+}
+
+/* A thread that sends `sig` to thread `target` every `period` s until stopped.
+ * A nanosleep lasts ~100 us at least on this kind of VM, so shorter periods are
+ * timed by polling the clock (yielding the CPU meanwhile). */
+typedef struct fast_storm {
+    pthread_t target, thread;
+    int sig;
+    double period;
+    atomic_bool stop;
+    atomic_int sent;
+} fast_storm_t;
+
+static inline void *fast_storm_main(void *arg)
+{
+    fast_storm_t *s = (fast_storm_t *)arg;
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    double next = now();
+    while (!atomic_load(&s->stop)) {
+        if (pthread_kill(s->target, s->sig) != 0)
+            break;
+        atomic_fetch_add(&s->sent, 1);
+        next += s->period;
+        if (s->period >= 200e-6) {
+            sleep_s(next - now());
+        } else {
+            while (now() < next && !atomic_load(&s->stop))
+                sched_yield();
+        }
+        if (now() > next + 10 * s->period)
+            next = now();       /* fell behind (descheduled): do not burst */
+    }
+    return NULL;
+}
+
+/* The target must stay joinable (not joined) until fast_storm_stop returns. */
+static inline void fast_storm_start(fast_storm_t *s, pthread_t target, int sig, double period)
+{
+    s->target = target;
+    s->sig = sig;
+    s->period = period;
+    atomic_init(&s->stop, false);
+    atomic_init(&s->sent, 0);
+    pthread_create(&s->thread, NULL, fast_storm_main, s);
+}
+
+static inline void fast_storm_stop(fast_storm_t *s)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->thread, NULL);
+}
+
+/* ---- thread and process states (/proc) ---- */
+
+/* The kernel's state letter of thread `tid` of process `pid` ('R', 'S', 'T', 'Z'...),
+ * or 0 if it cannot be read. For a process's main thread, tid == pid. */
+static inline char task_state(pid_t pid, pid_t tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* Polls until the task is in `state` (e.g. 'S': asleep, 'T': stopped). */
+static inline bool wait_task_state(pid_t pid, pid_t tid, char state, double timeout)
+{
+    double end = now() + timeout;
+    while (task_state(pid, tid) != state) {
+        if (now() > end)
+            return false;
+        sleep_s(0.0005);
+    }
+    return true;
+}
+
+/* Waits until a SIGKILLed (or exiting) child is a zombie, without reaping it. */
+static inline bool wait_zombie(pid_t pid, double timeout)
+{
+    double end = now() + timeout;
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+            return true;
+        if (now() > end)
+            return false;
+        sleep_s(0.0005);
+    }
+}
+
+/* ---- destroy must stay EBUSY while a live caller is slow ---- */
+
+/* Calls destroy(obj) every ~5 ms for `secs` s (counting the calls in *calls). Returns
+ * EBUSY if every call said so, else the first other result (and stops there). */
+static inline int destroy_stays_ebusy(int (*destroy)(void *), void *obj, double secs, int *calls)
+{
+    double end = now() + secs;
+    *calls = 0;
+    do {
+        int rc = destroy(obj);
+        ++*calls;
+        if (rc != EBUSY)
+            return rc;
+        sleep_s(0.005);
+    } while (now() < end);
+    return EBUSY;
+}
+
+/* Thread t (kernel tid `tid`) of this process is about to sleep in a wait on obj:
+ * once it sleeps, a SIGUSR2 handler that runs for `secs` s is run in it, and destroy
+ * is polled during the handler (all but its last 0.1 s). Returns EBUSY if every call
+ * said so, else the first other result; -1 if the thread never slept or the handler
+ * never ran. Returns after the handler ended. */
+static inline int destroy_during_long_handler(pthread_t t, pid_t tid, int (*destroy)(void *),
+                                              void *obj, double secs, int *calls)
+{
+    install_busy_handler(SIGUSR2, secs);
+    *calls = 0;
+    if (!wait_task_state(getpid(), tid, 'S', 5.0))
+        return -1;
+    pthread_kill(t, SIGUSR2);
+    double end = now() + 5.0;
+    while (!atomic_load(&busy_handler_inside[SIGUSR2]) && !atomic_load(&busy_handler_runs[SIGUSR2]))
+        if (now() > end)
+            return -1;
+    int rc = destroy_stays_ebusy(destroy, obj, secs - 0.1, calls);
+    while (atomic_load(&busy_handler_runs[SIGUSR2]) == 0)
+        sleep_s(0.001);
+    return rc;
+}
+
+/* Child process pid is about to sleep in a wait on obj: once it sleeps it is
+ * SIGSTOPped, and destroy is polled for `secs` s. Returns as destroy_stays_ebusy,
+ * -1 if the child never slept or stopped. The child stays stopped. */
+static inline int destroy_during_stop(pid_t pid, int (*destroy)(void *), void *obj, double secs,
+                                      int *calls)
+{
+    *calls = 0;
+    if (!wait_task_state(pid, pid, 'S', 5.0))
+        return -1;
+    kill(pid, SIGSTOP);
+    if (!wait_task_state(pid, pid, 'T', 5.0))
+        return -1;
+    return destroy_stays_ebusy(destroy, obj, secs, calls);
+}
+
+/* ---- "wait, then destroy and unmap" against a waker on another thread ----
+ *
+ * PITFALLS 13: a waker must not touch an object after the store that lets its waiter
+ * return, since the waiter may destroy and free it at once (a completion object on
+ * the waiter's stack). A page_race runs rounds: the calling thread takes a fresh page,
+ * builds the object in it (init), publishes it to a persistent waker thread, and runs
+ * waiter(); the waker thread runs waker() on the same object. Whoever destroys it
+ * (destroy returned 0) calls page_protect() at once, so any later access to the
+ * object, by anyone, is a SIGSEGV. The page is reused only after both sides of its
+ * round returned.
+ * The waker spins a random 0..max_jitter pauses first, so both orders happen. */
+typedef struct page_race page_race_t;
+struct page_race {
+    /* set by the test */
+    int (*init)(void *obj, page_race_t *r);     /* calling thread, before publishing */
+    int (*waiter)(void *obj, page_race_t *r);   /* calling thread */
+    int (*waker)(void *obj, page_race_t *r);    /* waker thread */
+    void *ctx;                                  /* for the test */
+    int flags;                                  /* for the test: 0 or PS_SHARED */
+    unsigned max_jitter;
+    /* If storm_period > 0: the waker thread gets SIGUSR1 every storm_period s, with a
+     * handler that runs storm_handler s. A signal lands at any instruction, so now
+     * and then the waker stops for that long right after its store: a waker that
+     * still touches the object then is caught even if it does so a few
+     * instructions later. */
+    double storm_period, storm_handler;
+    /* scratch for the callbacks, zeroed before each round */
+    atomic_int first, mask, held;
+    int flag;
+    /* results: 0, or the first failure: what, its code, the round */
+    const char *what;
+    int rc;
+    long fail_round;
+    long rounds;                                /* rounds completed */
+    /* internal */
+    pthread_t thread;
+    void *_Atomic obj;
+    atomic_long round, done;
+    atomic_bool stop;
+    const char *_Atomic waker_what;
+    atomic_int waker_rc;
+};
+
+/* A failure in a callback: records it (first one wins) and returns rc (non-zero). */
+static inline int race_fail(page_race_t *r, bool waker, const char *what, int rc)
+{
+    if (waker) {
+        const char *none = NULL;
+        if (atomic_compare_exchange_strong(&r->waker_what, &none, what))
+            atomic_store(&r->waker_rc, rc);
+    } else if (!r->what) {
+        r->what = what;
+        r->rc = rc;
+    }
+    return rc ? rc : -1;
+}
+
+static inline void page_protect(void *obj)
+{
+    if (mprotect(obj, OBJ_PAGE, PROT_NONE) != 0) {
+        perror("mprotect");
+        abort();
+    }
+}
+
+static inline void spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spins, then yields, until *v != old or *stop; false on stop or after 10 s. */
+static inline bool spin_until_changed(atomic_long *v, long old, atomic_bool *stop)
+{
+    double end = 0;
+    for (int i = 0; atomic_load(v) == old; i++) {
+        if (stop && atomic_load(stop))
+            return false;
+        if (i < 2000) {
+            spin_pause();
+            continue;
+        }
+        sched_yield();
+        if ((i & 255) == 0) {
+            if (end == 0)
+                end = now() + 10.0;
+            else if (now() > end)
+                return false;
+        }
+    }
+    return true;
+}
+
+static inline void *page_race_waker_main(void *arg)
+{
+    page_race_t *r = (page_race_t *)arg;
+    unsigned x = 0x9e3779b9u;
+    long seen = 0;
+    for (;;) {
+        if (!spin_until_changed(&r->round, seen, &r->stop))
+            return NULL;
+        seen = atomic_load(&r->round);
+        void *obj = atomic_load(&r->obj);
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        unsigned jitter = r->max_jitter ? x % (r->max_jitter + 1) : 0;
+        for (unsigned i = 0; i < jitter; i++)
+            spin_pause();
+        r->waker(obj, r);
+        atomic_store(&r->done, seen);
+    }
+}
+
+/* Runs up to `rounds` rounds, or fewer if `secs` s pass. Returns true if every round
+ * passed; else r->what, r->rc and r->fail_round say what failed first. */
+static inline bool page_race_run(page_race_t *r, long rounds, double secs)
+{
+    atomic_init(&r->round, 0);
+    atomic_init(&r->done, 0);
+    atomic_init(&r->stop, false);
+    atomic_init(&r->waker_what, NULL);
+    atomic_init(&r->waker_rc, 0);
+    r->what = NULL;
+    r->rc = 0;
+    r->rounds = 0;
+    pthread_create(&r->thread, NULL, page_race_waker_main, r);
+    fast_storm_t storm;
+    if (r->storm_period > 0) {
+        install_busy_handler(SIGUSR1, r->storm_handler);
+        fast_storm_start(&storm, r->thread, SIGUSR1, r->storm_period);
+    }
+    /* Pages are used in turn from a pool, which is made accessible again (one call)
+     * each time it wraps around: the waker has finished with all of them by then.
+     * (mmap/munmap per round costs several times more on this kind of VM.) */
+    enum { POOL = 64 };
+    char *pool = (char *)shm_alloc(POOL * OBJ_PAGE);
+    double end = now() + secs;
+    for (long i = 1; i <= rounds && now() < end; i++) {
+        if (i > 1 && (i - 1) % POOL == 0 &&
+            mprotect(pool, POOL * OBJ_PAGE, PROT_READ | PROT_WRITE) != 0) {
+            perror("mprotect");
+            abort();
+        }
+        void *obj = pool + (size_t)((i - 1) % POOL) * OBJ_PAGE;
+        memset(obj, 0, OBJ_PAGE);
+        atomic_store(&r->first, 0);
+        atomic_store(&r->mask, 0);
+        atomic_store(&r->held, 0);
+        r->flag = 0;
+        int rc = r->init(obj, r);
+        if (rc) {
+            race_fail(r, false, "init", rc);
+            r->fail_round = i;
+            break;
+        }
+        atomic_store(&r->obj, obj);
+        atomic_store(&r->round, i);
+        rc = r->waiter(obj, r);
+        bool finished = spin_until_changed(&r->done, i - 1, NULL);
+        const char *ww = atomic_load(&r->waker_what);
+        if (rc || !finished || ww) {
+            if (!finished)
+                race_fail(r, false, "the waker did not finish its round in 10 s", ETIMEDOUT);
+            else if (!rc && ww)
+                race_fail(r, false, ww, atomic_load(&r->waker_rc));
+            r->fail_round = i;
+            if (!finished) {    /* the waker is stuck in obj: leave both alone */
+                atomic_store(&r->stop, true);
+                if (r->storm_period > 0)
+                    fast_storm_stop(&storm);
+                pthread_detach(r->thread);
+                return false;
+            }
+            break;
+        }
+        r->rounds = i;
+    }
+    atomic_store(&r->stop, true);
+    if (r->storm_period > 0)
+        fast_storm_stop(&storm);
+    pthread_join(r->thread, NULL);
+    munmap(pool, POOL * OBJ_PAGE);
+    return r->what == NULL;
+}
+
+/* ---- page_race callbacks for the threading types ----
+ * Each pattern: the waiter's blocking call returns, it destroys the object (retrying
+ * while EBUSY: e.g. a party still leaving) and protects the page; the waker's call
+ * must not touch the object after the store that lets the waiter return. Acquires
+ * are untimed (a timed acquire of a PS_SHARED lock is a pthread_mutex_clocklock,
+ * which ThreadSanitizer does not intercept); the waits are timed, so a lost wake-up
+ * fails instead of hanging. */
+#define RACE_WAIT 5.0
+
+static inline int race_destroyed(page_race_t *r, bool waker, const char *what, int rc, void *obj)
+{
+    if (rc)
+        return race_fail(r, waker, what, rc);
+    page_protect(obj);
+    return 0;
+}
+
+/* Event: set vs wait. */
+static inline int race_event_init(void *o, page_race_t *r) { return ps_event_init(o, r->flags); }
+static inline int race_event_waiter(void *o, page_race_t *r)
+{
+    int rc = ps_event_wait(o, RACE_WAIT);
+    if (rc)
+        return race_fail(r, false, "ps_event_wait", rc);
+    DESTROY_RETRY(rc, ps_event_destroy(o));
+    return race_destroyed(r, false, "ps_event_destroy after wait", rc, o);
+}
+static inline int race_event_waker(void *o, page_race_t *r)
+{
+    int rc = ps_event_set(o);
+    return rc ? race_fail(r, true, "ps_event_set", rc) : 0;
+}
+
+/* Semaphore: release vs acquire (value 0). */
+static inline int race_sem_init(void *o, page_race_t *r) { return ps_semaphore_init(o, 0, r->flags); }
+static inline int race_sem_waiter(void *o, page_race_t *r)
+{
+    int rc = ps_semaphore_acquire(o, true, RACE_WAIT);
+    if (rc)
+        return race_fail(r, false, "ps_semaphore_acquire", rc);
+    DESTROY_RETRY(rc, ps_semaphore_destroy(o));
+    return race_destroyed(r, false, "ps_semaphore_destroy after acquire", rc, o);
+}
+static inline int race_sem_waker(void *o, page_race_t *r)
+{
+    int rc = ps_semaphore_release(o, 1);
+    return rc ? race_fail(r, true, "ps_semaphore_release", rc) : 0;
+}
+
+/* Private Lock: the waiter holds it and blocks in a second acquire; the waker (any
+ * thread may release a private Lock) releases it. */
+static inline int race_lock_init(void *o, page_race_t *r)
+{
+    int rc = ps_lock_init(o, r->flags);
+    return rc ? rc : ps_lock_acquire(o, false, PS_FOREVER);
+}
+static inline int race_lock_waiter(void *o, page_race_t *r)
+{
+    int rc = ps_lock_acquire(o, true, PS_FOREVER);
+    if (rc)
+        return race_fail(r, false, "ps_lock_acquire", rc);
+    if ((rc = ps_lock_release(o)))
+        return race_fail(r, false, "ps_lock_release", rc);
+    DESTROY_RETRY(rc, ps_lock_destroy(o));
+    return race_destroyed(r, false, "ps_lock_destroy after acquire", rc, o);
+}
+static inline int race_lock_waker(void *o, page_race_t *r)
+{
+    int rc = ps_lock_release(o);
+    return rc ? race_fail(r, true, "ps_lock_release", rc) : 0;
+}
+
+/* Owned locks (shared Lock, RLock): the waker takes it, the waiter blocks in acquire
+ * once it is taken, the waker releases it. */
+static inline void race_wait_held(page_race_t *r)
+{
+    for (int i = 0; !atomic_load(&r->held); i++)
+        if (i < 2000)
+            spin_pause();
+        else
+            sched_yield();
+}
+static inline int race_owned_lock_init(void *o, page_race_t *r) { return ps_lock_init(o, r->flags); }
+static inline int race_owned_lock_waiter(void *o, page_race_t *r)
+{
+    race_wait_held(r);
+    int rc = ps_lock_acquire(o, true, PS_FOREVER);
+    if (rc)
+        return race_fail(r, false, "ps_lock_acquire", rc);
+    if ((rc = ps_lock_release(o)))
+        return race_fail(r, false, "ps_lock_release", rc);
+    DESTROY_RETRY(rc, ps_lock_destroy(o));
+    return race_destroyed(r, false, "ps_lock_destroy after acquire", rc, o);
+}
+static inline int race_owned_lock_waker(void *o, page_race_t *r)
+{
+    int rc = ps_lock_acquire(o, true, PS_FOREVER);
+    if (rc)
+        return race_fail(r, true, "waker: ps_lock_acquire", rc);
+    atomic_store(&r->held, 1);
+    for (int i = 0; i < 100; i++)
+        spin_pause();
+    rc = ps_lock_release(o);
+    return rc ? race_fail(r, true, "waker: ps_lock_release", rc) : 0;
+}
+static inline int race_rlock_init(void *o, page_race_t *r) { return ps_rlock_init(o, r->flags); }
+static inline int race_rlock_waiter(void *o, page_race_t *r)
+{
+    race_wait_held(r);
+    int rc = ps_rlock_acquire(o, true, PS_FOREVER);
+    if (rc)
+        return race_fail(r, false, "ps_rlock_acquire", rc);
+    if ((rc = ps_rlock_release(o)))
+        return race_fail(r, false, "ps_rlock_release", rc);
+    DESTROY_RETRY(rc, ps_rlock_destroy(o));
+    return race_destroyed(r, false, "ps_rlock_destroy after acquire", rc, o);
+}
+static inline int race_rlock_waker(void *o, page_race_t *r)
+{
+    int rc = ps_rlock_acquire(o, true, PS_FOREVER);
+    if (!rc)
+        rc = ps_rlock_acquire(o, true, PS_FOREVER);     /* depth 2 */
+    if (rc)
+        return race_fail(r, true, "waker: ps_rlock_acquire", rc);
+    atomic_store(&r->held, 1);
+    for (int i = 0; i < 100; i++)
+        spin_pause();
+    if (!(rc = ps_rlock_release(o)))
+        rc = ps_rlock_release(o);
+    return rc ? race_fail(r, true, "waker: ps_rlock_release", rc) : 0;
+}
+
+/* Condition (own RLock): the waiter holds the lock and waits until the flag is set;
+ * the waker takes the lock (so the waiter is inside wait), sets the flag, notifies
+ * and releases. The waiter returns, releases, destroys. */
+static inline int race_cond_init(void *o, page_race_t *r)
+{
+    int rc = ps_condition_init(o, NULL, r->flags);
+    return rc ? rc : ps_condition_acquire(o, true, PS_FOREVER);
+}
+static inline int race_cond_waiter(void *o, page_race_t *r)
+{
+    int rc;
+    while (!r->flag)
+        if ((rc = ps_condition_wait(o, RACE_WAIT)))
+            return race_fail(r, false, "ps_condition_wait", rc);
+    if ((rc = ps_condition_release(o)))
+        return race_fail(r, false, "ps_condition_release", rc);
+    DESTROY_RETRY(rc, ps_condition_destroy(o));
+    return race_destroyed(r, false, "ps_condition_destroy after wait", rc, o);
+}
+static inline int race_cond_waker(void *o, page_race_t *r)
+{
+    int rc = ps_condition_acquire(o, true, PS_FOREVER);
+    if (rc)
+        return race_fail(r, true, "waker: ps_condition_acquire", rc);
+    r->flag = 1;
+    if ((rc = ps_condition_notify(o, 1)))
+        return race_fail(r, true, "waker: ps_condition_notify", rc);
+    rc = ps_condition_release(o);
+    return rc ? race_fail(r, true, "waker: ps_condition_release", rc) : 0;
+}
+
+/* Barrier of 2: both sides wait; whichever returns first destroys (retrying while
+ * the other party is still leaving). Indices must be 0 and 1. */
+static inline int race_barrier_init(void *o, page_race_t *r)
+{
+    return ps_barrier_init(o, 2, NULL, NULL, RACE_WAIT, r->flags);
+}
+static inline int race_barrier_party(void *o, page_race_t *r, bool waker)
+{
+    unsigned idx = 99;
+    int rc = ps_barrier_wait(o, PS_FOREVER, &idx);     /* the default: RACE_WAIT */
+    if (rc)
+        return race_fail(r, waker, "ps_barrier_wait", rc);
+    if (idx > 1)
+        return race_fail(r, waker, "ps_barrier_wait: index out of range", (int)idx);
+    atomic_fetch_or(&r->mask, 1 << idx);
+    if (atomic_fetch_add(&r->first, 1) == 0) {
+        DESTROY_RETRY(rc, ps_barrier_destroy(o));
+        return race_destroyed(r, waker, "ps_barrier_destroy after wait", rc, o);
+    }
+    int mask = atomic_load(&r->mask);
+    return mask == 3 ? 0 : race_fail(r, waker, "ps_barrier_wait: indices not {0, 1}", mask);
+}
+static inline int race_barrier_waiter(void *o, page_race_t *r) { return race_barrier_party(o, r, false); }
+static inline int race_barrier_waker(void *o, page_race_t *r) { return race_barrier_party(o, r, true); }
+
 /* ---- mutual exclusion counters ---- */
 
 /* The counter tests' body, shared by the lock-like types: `iters` times take(obj), do a
@@ -410,6 +981,15 @@ static inline int increment_under_lock(long *counter, int iters, int (*take)(voi
         for (int i_ = 0; i_ < (n); i_++)                                            \
             cr_assert_eq(codes_[i_], (want), "child %d ended with %d, expected %d", \
                          i_, codes_[i_], (want));                                   \
+    } while (0)
+
+/* Runs a page_race (up to `rounds` rounds, at most `secs` s) and asserts that every
+ * round passed and that at least 100 rounds ran. */
+#define CHECK_PAGE_RACE(r, max_rounds, secs) do {                                   \
+        bool ok_ = page_race_run((r), (max_rounds), (secs));                            \
+        cr_assert(ok_, "round %ld: %s: %d (%s)", (r)->fail_round, (r)->what,         \
+                  (r)->rc, strerror((r)->rc));                                      \
+        cr_assert_geq((r)->rounds, 100, "only %ld rounds ran", (r)->rounds);        \
     } while (0)
 
 #endif

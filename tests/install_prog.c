@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Built by `make install-check` against an installed copy, with pkg-config. */
 #include <pysync/pysync.h>
 #include <stdio.h>

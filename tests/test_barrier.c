@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_barrier.c - ps_barrier_t (threading.Barrier).
  * Ports of CPython Lib/test/lock_tests.py BarrierTests, plus error codes, errno,
  * signals, PS_SHARED and waiter death. */
@@ -705,3 +706,102 @@ Test(barrier, destroy_right_after_trip) { destroy_after_wake(0, false); }
 Test(barrier_shared, destroy_right_after_trip) { destroy_after_wake(PS_SHARED, false); }
 Test(barrier, destroy_right_after_abort) { destroy_after_wake(0, true); }
 Test(barrier_shared, destroy_right_after_abort) { destroy_after_wake(PS_SHARED, true); }
+
+/* ================================================================== first out destroys */
+
+/* PITFALLS 13: two parties; whichever returns first destroys the barrier (retrying
+ * while EBUSY: the other party is still leaving) and its page becomes PROT_NONE at
+ * once. The other party must not touch the barrier once destroy can return 0 (the
+ * old code let destroy succeed before the last party's unlock). The stormed runs
+ * send the waker thread signals, so it sometimes stops right where it leaves. */
+static void barrier_page_race(int flags, bool stormed)
+{
+    page_race_t r = { .init = race_barrier_init, .waiter = race_barrier_waiter,
+                      .waker = race_barrier_waker, .flags = flags, .max_jitter = 300 };
+    if (stormed) {
+        r.storm_period = 50e-6;
+        r.storm_handler = 20e-6;
+    }
+    CHECK_PAGE_RACE(&r, 3000, stormed ? 0.3 : 0.5);
+}
+
+Test(barrier, first_out_destroys) { barrier_page_race(0, false); }
+Test(barrier, first_out_destroys_stormed) { barrier_page_race(0, true); }
+Test(barrier_shared, first_out_destroys) { barrier_page_race(PS_SHARED, false); }
+Test(barrier_shared, first_out_destroys_stormed) { barrier_page_race(PS_SHARED, true); }
+
+/* ================================================================== slow live parties */
+
+typedef struct slow_action {
+    ps_barrier_t *b;
+    double secs;
+    atomic_int phase;           /* 1 while the action runs, 2 once it ended */
+    atomic_int registered;
+} slow_action_t;
+
+static void slow_action(void *arg)
+{
+    slow_action_t *s = arg;
+    atomic_store(&s->phase, 1);
+    sleep_s(s->secs);
+    atomic_store(&s->phase, 2);
+}
+
+/* Returns the index the party got, or 100 + the error. */
+static int slow_party(void *arg)
+{
+    slow_action_t *s = arg;
+    atomic_fetch_add(&s->registered, 1);
+    unsigned idx = 99;
+    int rc = ps_barrier_wait(s->b, 10.0, &idx);
+    return rc ? 100 + rc : (int)idx;
+}
+
+/* Both parties are inside wait while the last one runs an action of `secs` s:
+ * destroy says EBUSY all through the action (polled every 5 ms); once both
+ * returned (indices 0 and 1) it returns 0. Parties are threads, or processes if
+ * procs. */
+static void destroy_during_action(int flags, bool procs, double secs)
+{
+    slow_action_t *s = shm_alloc(sizeof *s);
+    s->b = shm_alloc(sizeof *s->b);
+    s->secs = secs;
+    CHECK_RC(ps_barrier_init(s->b, 2, slow_action, s, PS_FOREVER, flags), 0);
+    waiters_t w;
+    waiters_start(&w, procs, 2, slow_party, s);
+    double end = now() + 5.0;
+    while (atomic_load(&s->phase) == 0 && now() < end)
+        sleep_s(0.0005);
+    int calls = 0, bad = EBUSY;
+    bool ok = atomic_load(&s->phase) != 0;
+    while (ok && atomic_load(&s->phase) == 1) {
+        int rc = ps_barrier_destroy(s->b);
+        calls++;
+        if (rc != EBUSY && atomic_load(&s->phase) == 1) {
+            bad = rc;
+            break;
+        }
+        sleep_s(0.005);
+    }
+    int codes[WAITERS_MAX];
+    waiters_join(&w, 10.0, codes);
+    cr_assert(ok, "the action never ran");
+    cr_assert_eq(bad, EBUSY, "destroy while the action runs (call %d): %d (%s)", calls, bad,
+                 strerror(bad));
+    cr_assert_geq(calls, 10, "only %d destroy calls during the action", calls);
+    cr_assert(codes[0] + codes[1] == 1 && codes[0] * codes[1] == 0,
+              "parties got %d and %d (want indices 0 and 1)", codes[0], codes[1]);
+    CHECK_RC_E(ps_barrier_destroy(s->b), 0);
+    shm_free(s->b, sizeof *s->b);
+    shm_free(s, sizeof *s);
+}
+
+Test(barrier, destroy_ebusy_during_long_action) { destroy_during_action(0, false, 0.25); }
+Test(barrier_shared, destroy_ebusy_during_long_action)
+{
+    destroy_during_action(PS_SHARED, false, 0.5);
+}
+Test(barrier_shared, destroy_ebusy_during_long_action_processes)
+{
+    destroy_during_action(PS_SHARED, true, 0.5);
+}

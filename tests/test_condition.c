@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_condition.c - ps_condition_t (threading.Condition).
  * Ports of CPython Lib/test/lock_tests.py ConditionTests, plus FIFO order, recursion
  * depth across wait, error codes, errno, signals, PS_SHARED and waiter death. */
@@ -973,3 +974,464 @@ Test(condition_shared, waiter_killed_no_spurious_wakeup)
     ps_condition_free(s->cond);
     shm_free(s, sizeof *s);
 }
+
+/* ================================================================== lock kinds, waiter limit */
+
+/* A PS_SHARED condition needs a PS_SHARED RLock and a private one a private RLock. */
+Test(condition, init_lock_kind_mismatch_einval)
+{
+    ps_rlock_t *priv = ps_rlock_new(0), *sh = ps_rlock_new(PS_SHARED);
+    cr_assert(priv && sh);
+    ps_condition_t c;
+    CHECK_RC_E(ps_condition_init(&c, priv, PS_SHARED), EINVAL);
+    CHECK_RC_E(ps_condition_init(&c, sh, 0), EINVAL);
+    errno = 0;
+    cr_assert_null(ps_condition_new(priv, PS_SHARED));
+    cr_assert_eq(errno, EINVAL, "errno %d", errno);
+    errno = 0;
+    cr_assert_null(ps_condition_new(sh, 0));
+    cr_assert_eq(errno, EINVAL, "errno %d", errno);
+    CHECK_RC_E(ps_condition_init(&c, priv, 0), 0);
+    CHECK_RC_E(ps_condition_destroy(&c), 0);
+    CHECK_RC_E(ps_condition_init(&c, sh, PS_SHARED), 0);
+    CHECK_RC_E(ps_condition_destroy(&c), 0);
+    ps_rlock_free(priv);
+    ps_rlock_free(sh);
+}
+
+#ifndef PS_CONDITION_SHARED_WAITERS     /* the old headers did not have it */
+#define PS_CONDITION_SHARED_WAITERS 64
+#endif
+
+/* A PS_SHARED condition takes PS_CONDITION_SHARED_WAITERS waiters at once: one more
+ * wait (or wait_for) returns EAGAIN at once, still holding the lock at its depth.
+ * Once a waiter left, a new one gets in. */
+Test(condition_shared, waiter_limit_eagain)
+{
+    enum { N = PS_CONDITION_SHARED_WAITERS };
+    ps_condition_t *c = shm_alloc(sizeof *c);
+    CHECK_RC(ps_condition_init(c, NULL, PS_SHARED), 0);
+    cstate_t s = { .cond = c, .timeout = 20.0 };
+    static waiter_t w[N + 1];
+    static pthread_t t[N + 1];
+    start_cond_waiters(t, w, N, &s, 0);
+    all_waiting(&s, N);
+
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    double t0 = now();
+    CHECK_RC_E(ps_condition_wait(c, 2.0), EAGAIN);
+    CHECK_RC_E(ps_condition_wait_for(c, pred_false, NULL, 2.0), EAGAIN);
+    double el = now() - t0;
+    cr_assert_lt(el, 1.0, "the refused waits took %.3f s", el);
+    CHECK_RC_E(ps_condition_notify(c, 0), 0);          /* still held */
+    CHECK_RC(ps_condition_release(c), 0);
+    CHECK_RC(ps_condition_release(c), 0);
+    CHECK_RC(ps_condition_release(c), EPERM);
+    cr_assert_eq(atomic_load(&s.returned), 0);
+
+    notify_locked(&s, 1, false);
+    cr_assert(wait_count(&s.returned, 1, 5.0), "notify(1) woke nobody");
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC_E(ps_condition_wait(c, 0.05), ETIMEDOUT);  /* got a place this time */
+    CHECK_RC(ps_condition_release(c), 0);
+
+    start_cond_waiters(&t[N], &w[N], 1, &s, N);
+    all_waiting(&s, N + 1);
+    notify_locked(&s, 0, true);
+    join_threads(t, N + 1, NULL);
+    for (int i = 0; i <= N; i++)
+        cr_assert_eq(w[i].rc, 0, "waiter %d: %d", i, w[i].rc);
+    cr_assert_eq(atomic_load(&s.returned), N + 1);
+    CHECK_RC_E(ps_condition_destroy(c), 0);
+    shm_free(c, sizeof *c);
+}
+
+/* ================================================================== notify vs signal handler */
+
+/* PITFALLS 12: a timed futex wait returns EINTR even with SA_RESTART, so a handler
+ * can run in the middle of any wait; a notify that lands while it runs must still
+ * reach that waiter. One waiter thread loops acquire, wait(3 s), release; a second
+ * thread sends it SIGUSR1 every ~40 us (the handler, without SA_RESTART, runs
+ * ~30 us); the main thread notifies once per round, under the lock, once the waiter
+ * is in wait. Every wait must return 0 (the old shared code lost a notify within
+ * 6-12 rounds: the wait timed out after 3 s). */
+enum { NL_ROUNDS = 200 };
+
+typedef struct notify_loss {
+    ps_condition_t *c;
+    int waiting;            /* under the lock: the round the waiter waits in, 0: none */
+    atomic_int finished;    /* rounds the waiter completed */
+    atomic_bool quit;
+    int bad_round, bad_rc;
+    double bad_elapsed;
+} notify_loss_t;
+
+static void *nl_waiter(void *arg)
+{
+    notify_loss_t *n = arg;
+    for (int r = 1; r <= NL_ROUNDS; r++) {
+        int rc = ps_condition_acquire(n->c, true, PS_FOREVER);
+        double t0 = now();
+        if (rc == 0) {
+            n->waiting = r;
+            rc = ps_condition_wait(n->c, 3.0);
+            if (rc == 0 && n->waiting != 0)
+                rc = -1;                /* 0 without a notify */
+            n->waiting = 0;
+            int rel = ps_condition_release(n->c);
+            rc = rc ? rc : rel;
+        }
+        if (rc) {
+            n->bad_round = r;
+            n->bad_rc = rc;
+            n->bad_elapsed = now() - t0;
+            atomic_store(&n->quit, true);
+            return NULL;
+        }
+        atomic_store(&n->finished, r);
+    }
+    return NULL;
+}
+
+static void check_notify_during_handler(int flags)
+{
+    ps_condition_t *c = shm_alloc(sizeof *c);
+    CHECK_RC(ps_condition_init(c, NULL, flags), 0);
+    notify_loss_t *n = shm_alloc(sizeof *n);
+    n->c = c;
+    install_busy_handler(SIGUSR1, 30e-6);
+    pthread_t t;
+    start_threads(&t, 1, nl_waiter, n, 0);
+    fast_storm_t storm;
+    fast_storm_start(&storm, t, SIGUSR1, 40e-6);
+    int notify_bad = 0;
+    unsigned x = 12345;
+    for (int r = 1; r <= NL_ROUNDS && !atomic_load(&n->quit); ) {
+        if (ps_condition_acquire(c, true, PS_FOREVER) != 0) {
+            notify_bad = -1;
+            break;
+        }
+        if (n->waiting == r) {
+            /* It waits: let it sleep (and take signals) a little, then notify. */
+            CHECK_RC(ps_condition_release(c), 0);
+            x = x * 1103515245u + 12345u;
+            sleep_s((double)(x >> 16 & 0xff) / 255.0 * 150e-6);
+            CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+            int rc = ps_condition_notify(c, 1);
+            if (rc)
+                notify_bad = rc;
+            n->waiting = 0;
+            r++;
+        }
+        ps_condition_release(c);
+        if (notify_bad)
+            break;
+        sched_yield();
+    }
+    double end = now() + 10.0;
+    while (!atomic_load(&n->quit) && atomic_load(&n->finished) < NL_ROUNDS && !notify_bad &&
+           now() < end)
+        sleep_s(0.001);
+    fast_storm_stop(&storm);
+    join_threads(&t, 1, NULL);
+    int handled = atomic_load(&busy_handler_runs[SIGUSR1]);
+    cr_assert_eq(notify_bad, 0, "notify: %d", notify_bad);
+    cr_assert_eq(n->bad_rc, 0, "round %d: wait returned %d (%s) after %.3f s (%d signals "
+                 "handled in all)", n->bad_round, n->bad_rc, strerror(n->bad_rc > 0 ? n->bad_rc : 0),
+                 n->bad_elapsed, handled);
+    cr_assert_eq(atomic_load(&n->finished), NL_ROUNDS);
+    cr_assert_geq(handled, 20, "only %d signals were handled", handled);
+    CHECK_RC_E(ps_condition_destroy(c), 0);
+    shm_free(n, sizeof *n);
+    shm_free(c, sizeof *c);
+}
+
+Test(condition, notify_during_signal_handler_not_lost) { check_notify_during_handler(0); }
+Test(condition_shared, notify_during_signal_handler_not_lost)
+{
+    check_notify_during_handler(PS_SHARED);
+}
+
+/* ================================================================== EBUSY changes nothing */
+
+static int cond_destroy(void *c) { return ps_condition_destroy(c); }
+
+/* A waiter sleeps in wait; then acquire, destroy (EBUSY, twice), notify(1), release:
+ * the EBUSY destroy changed nothing, so the waiter wakes with 0 (with the old shared
+ * code it never woke). Waiters are threads, and processes on odd rounds if shared. */
+static void check_destroy_ebusy_changes_nothing(int flags)
+{
+    cstate_t *s = shm_alloc(sizeof *s);
+    s->cond = shm_alloc(sizeof *s->cond);
+    CHECK_RC(ps_condition_init(s->cond, NULL, flags), 0);
+    s->timeout = 3.0;
+    for (int round = 0; round < 4; round++) {
+        waiters_t w;
+        waiters_start(&w, (flags & PS_SHARED) && round % 2 == 1, 1, proc_waiter, s);
+        all_waiting(s, round + 1);
+        sleep_s(0.02);                          /* asleep in the kernel by now */
+        CHECK_RC(ps_condition_acquire(s->cond, true, PS_FOREVER), 0);
+        CHECK_RC_E(ps_condition_destroy(s->cond), EBUSY);
+        CHECK_RC_E(ps_condition_destroy(s->cond), EBUSY);
+        CHECK_RC_E(ps_condition_notify(s->cond, 1), 0);
+        CHECK_RC(ps_condition_release(s->cond), 0);
+        CHECK_WAITERS_OK(&w, round);
+        CHECK_RC_E(ps_condition_destroy(s->cond), 0);
+        CHECK_RC(ps_condition_init(s->cond, NULL, flags), 0);
+    }
+    CHECK_RC_E(ps_condition_destroy(s->cond), 0);
+    shm_free(s->cond, sizeof *s->cond);
+    shm_free(s, sizeof *s);
+}
+
+Test(condition, destroy_ebusy_changes_nothing) { check_destroy_ebusy_changes_nothing(0); }
+Test(condition_shared, destroy_ebusy_changes_nothing)
+{
+    check_destroy_ebusy_changes_nothing(PS_SHARED);
+}
+
+/* ================================================================== slow live waiters */
+
+typedef struct destroy_poller {
+    ps_condition_t *c;
+    atomic_bool stop;
+    int calls, bad;
+} destroy_poller_t;
+
+static void *destroy_poller(void *arg)
+{
+    destroy_poller_t *p = arg;
+    p->bad = EBUSY;
+    while (!atomic_load(&p->stop)) {
+        int rc = ps_condition_destroy(p->c);
+        p->calls++;
+        if (rc != EBUSY) {
+            p->bad = rc;
+            break;
+        }
+        sleep_s(0.005);
+    }
+    return NULL;
+}
+
+/* Shared condition with an external shared RLock: the notified waiter (a thread,
+ * then a process) is waiting to take the lock back, which the notifier holds for
+ * 0.5 s. Meanwhile destroy is EBUSY, both from the notifier (holding the lock) and
+ * from a third thread; once the waiter left it returns 0. */
+Test(condition_shared, destroy_ebusy_while_notified_waiter_retakes_lock)
+{
+    cstate_t *s = shm_alloc(sizeof *s);
+    ps_rlock_t *rl = shm_alloc(sizeof *rl);
+    CHECK_RC(ps_rlock_init(rl, PS_SHARED), 0);
+    s->cond = shm_alloc(sizeof *s->cond);
+    CHECK_RC(ps_condition_init(s->cond, rl, PS_SHARED), 0);
+    s->timeout = 10.0;
+    for (int round = 0; round < 2; round++) {
+        waiters_t w;
+        waiters_start(&w, round == 1, 1, proc_waiter, s);
+        all_waiting(s, round + 1);
+        CHECK_RC(ps_rlock_acquire(rl, true, PS_FOREVER), 0);
+        CHECK_RC(ps_condition_notify(s->cond, 1), 0);
+        destroy_poller_t p = { .c = s->cond };
+        pthread_t t;
+        start_threads(&t, 1, destroy_poller, &p, 0);
+        int calls = 0, bad = EBUSY, rl_bad = EBUSY;
+        double end = now() + 0.5;
+        while (now() < end) {
+            int rc = ps_condition_destroy(s->cond);
+            int rc2 = ps_rlock_destroy(rl);
+            calls++;
+            if (rc != EBUSY && bad == EBUSY)
+                bad = rc;
+            if (rc2 != EBUSY && rl_bad == EBUSY)
+                rl_bad = rc2;
+            sleep_s(0.005);
+        }
+        atomic_store(&p.stop, true);
+        join_threads(&t, 1, NULL);
+        int returned = atomic_load(&s->returned);
+        CHECK_RC(ps_rlock_release(rl), 0);              /* held once: destroy left it so */
+        int extra = ps_rlock_release(rl);
+        CHECK_WAITERS_OK(&w, round);
+        cr_assert_eq(bad, EBUSY, "round %d: destroy by the lock holder: %d", round, bad);
+        cr_assert_eq(rl_bad, EBUSY, "round %d: destroy of the held RLock: %d", round, rl_bad);
+        cr_assert_eq(p.bad, EBUSY, "round %d: destroy by a third thread (call %d): %d", round,
+                     p.calls, p.bad);
+        cr_assert_geq(calls, 10);
+        cr_assert_eq(returned, round, "round %d: the waiter returned without the lock", round);
+        cr_assert_eq(extra, EPERM, "round %d: the holder's depth changed", round);
+        CHECK_RC_E(ps_condition_destroy(s->cond), 0);
+        CHECK_RC(ps_condition_init(s->cond, rl, PS_SHARED), 0);
+    }
+    CHECK_RC_E(ps_condition_destroy(s->cond), 0);
+    CHECK_RC_E(ps_rlock_destroy(rl), 0);
+    shm_free(s->cond, sizeof *s->cond);
+    shm_free(rl, sizeof *rl);
+    shm_free(s, sizeof *s);
+}
+
+typedef struct cond_tid_waiter {
+    ps_condition_t *c;
+    pid_t tid;
+    atomic_int ready;
+    int rc;
+} cond_tid_waiter_t;
+
+static void *cond_tid_waiter(void *arg)
+{
+    cond_tid_waiter_t *w = arg;
+    w->tid = gettid();
+    w->rc = ps_condition_acquire(w->c, true, PS_FOREVER);
+    if (w->rc)
+        return NULL;
+    atomic_store(&w->ready, 1);
+    w->rc = ps_condition_wait(w->c, 10.0);
+    ps_condition_release(w->c);
+    return NULL;
+}
+
+/* A waiter whose thread runs a 0.5 s signal handler in the middle of its wait is
+ * alive: destroy says EBUSY all through the handler; the waiter is then notified. */
+Test(condition_shared, destroy_ebusy_while_waiter_runs_long_signal_handler)
+{
+    ps_condition_t *c = shm_alloc(sizeof *c);
+    CHECK_RC(ps_condition_init(c, NULL, PS_SHARED), 0);
+    cond_tid_waiter_t w = { .c = c };
+    pthread_t t;
+    start_threads(&t, 1, cond_tid_waiter, &w, 0);
+    cr_assert(wait_count(&w.ready, 1, 5.0));
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);    /* it is in wait */
+    CHECK_RC(ps_condition_release(c), 0);
+    int calls, rc = destroy_during_long_handler(t, w.tid, cond_destroy, c, 0.5, &calls);
+    cr_assert_eq(rc, EBUSY, "destroy during the waiter's signal handler returned %d at call %d",
+                 rc, calls);
+    CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);
+    CHECK_RC(ps_condition_notify(c, 1), 0);
+    CHECK_RC(ps_condition_release(c), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w.rc, 0, "wait returned %d", w.rc);
+    CHECK_RC_E(ps_condition_destroy(c), 0);
+    shm_free(c, sizeof *c);
+}
+
+/* A waiter process that is SIGSTOPped is alive: destroy says EBUSY while it is
+ * stopped. Round 0: SIGCONT, then notify; round 1: notify while it is stopped
+ * (destroy still EBUSY), then SIGCONT. Either way it returns 0, then destroy 0. */
+Test(condition_shared, destroy_ebusy_while_waiter_process_stopped)
+{
+    cstate_t *s = shm_alloc(sizeof *s);
+    s->cond = shm_alloc(sizeof *s->cond);
+    CHECK_RC(ps_condition_init(s->cond, NULL, PS_SHARED), 0);
+    s->timeout = 10.0;
+    for (int round = 0; round < 2; round++) {
+        pid_t pid = fork_child(proc_waiter, s);
+        int calls = 0, rc = -1, rc2 = EBUSY;
+        if (wait_count(&s->registered, round + 1, 5.0))
+            rc = destroy_during_stop(pid, cond_destroy, s->cond, 0.25, &calls);
+        if (round == 1) {
+            ps_condition_acquire(s->cond, true, PS_FOREVER);
+            ps_condition_notify(s->cond, 1);
+            ps_condition_release(s->cond);
+            int calls2;
+            rc2 = destroy_stays_ebusy(cond_destroy, s->cond, 0.1, &calls2);
+        }
+        kill(pid, SIGCONT);
+        if (round == 0) {
+            ps_condition_acquire(s->cond, true, PS_FOREVER);
+            ps_condition_notify(s->cond, 1);
+            ps_condition_release(s->cond);
+        }
+        int code = child_wait(pid, 10.0);
+        cr_assert_eq(rc, EBUSY, "round %d: destroy while the waiter is stopped: %d at call %d",
+                     round, rc, calls);
+        cr_assert_eq(rc2, EBUSY, "destroy after notify, waiter still stopped: %d", rc2);
+        cr_assert_eq(code, 0, "round %d: the waiter ended with %d", round, code);
+        CHECK_RC_E(ps_condition_destroy(s->cond), 0);
+        CHECK_RC(ps_condition_init(s->cond, NULL, PS_SHARED), 0);
+    }
+    CHECK_RC_E(ps_condition_destroy(s->cond), 0);
+    shm_free(s->cond, sizeof *s->cond);
+    shm_free(s, sizeof *s);
+}
+
+/* Kills a waiting process: reaped (zombie false) or left a zombie (zombie true). */
+static void kill_waiter(pid_t pid, bool zombie)
+{
+    cr_assert(wait_task_state(pid, pid, 'S', 5.0));
+    if (!zombie) {
+        child_kill(pid);
+    } else {
+        kill(pid, SIGKILL);
+        cr_assert(wait_zombie(pid, 5.0));
+    }
+}
+
+/* A waiter process SIGKILLed in wait is dead for sure, once reaped (round 0) and
+ * already as a zombie (round 1): destroy then returns 0 at once; and when a live
+ * thread waits behind a killed process, notify(1) wakes the live one instead of
+ * being absorbed by the dead one. */
+Test(condition_shared, destroy_after_waiter_process_killed)
+{
+    cstate_t *s = shm_alloc(sizeof *s);
+    s->cond = shm_alloc(sizeof *s->cond);
+    CHECK_RC(ps_condition_init(s->cond, NULL, PS_SHARED), 0);
+    s->timeout = 20.0;
+    for (int round = 0; round < 2; round++) {
+        bool zombie = round == 1;
+        int reg = atomic_load(&s->registered);
+        pid_t dead = fork_child(proc_waiter, s);
+        all_waiting(s, reg + 1);
+        kill_waiter(dead, zombie);
+        int rc = ps_condition_destroy(s->cond);
+        if (zombie)
+            child_wait(dead, 5.0);
+        cr_assert_eq(rc, 0, "round %d: destroy after the only waiter was killed (%s): %d",
+                     round, zombie ? "zombie" : "reaped", rc);
+        CHECK_RC(ps_condition_init(s->cond, NULL, PS_SHARED), 0);
+
+        /* a dead waiter first in line, then a live one */
+        dead = fork_child(proc_waiter, s);
+        all_waiting(s, reg + 2);
+        kill_waiter(dead, zombie);
+        s->timeout = 5.0;
+        int ret = atomic_load(&s->returned);
+        waiter_t w;
+        pthread_t t;
+        start_cond_waiters(&t, &w, 1, s, 7);
+        all_waiting(s, reg + 3);
+        notify_locked(s, 1, false);
+        bool woke = wait_count(&s->returned, ret + 1, 2.0);
+        if (!woke)
+            notify_locked(s, 0, true);          /* do not leave it behind */
+        join_threads(&t, 1, NULL);
+        rc = ps_condition_destroy(s->cond);
+        if (zombie)
+            child_wait(dead, 5.0);
+        cr_assert(woke, "round %d: notify(1) went to the killed waiter (%s), not the live one",
+                  round, zombie ? "zombie" : "reaped");
+        cr_assert_eq(w.rc, 0);
+        cr_assert_eq(rc, 0, "round %d: destroy with only a killed waiter left: %d", round, rc);
+        CHECK_RC(ps_condition_init(s->cond, NULL, PS_SHARED), 0);
+        s->timeout = 20.0;
+    }
+    CHECK_RC_E(ps_condition_destroy(s->cond), 0);
+    shm_free(s->cond, sizeof *s->cond);
+    shm_free(s, sizeof *s);
+}
+
+/* ================================================================== waiter destroys */
+
+/* PITFALLS 13: the waiter's wait returns, it releases and destroys the condition
+ * and the page becomes PROT_NONE at once, while the notifier (acquire, notify,
+ * release on another thread) may still be leaving: nothing it does after the store
+ * that lets the waiter go may touch the condition or its own RLock. */
+static void cond_page_race(int flags)
+{
+    page_race_t r = { .init = race_cond_init, .waiter = race_cond_waiter,
+                      .waker = race_cond_waker, .flags = flags, .max_jitter = 300 };
+    CHECK_PAGE_RACE(&r, 3000, 0.5);
+}
+
+Test(condition, waiter_destroys_right_after_wait) { cond_page_race(0); }
+Test(condition_shared, waiter_destroys_right_after_wait) { cond_page_race(PS_SHARED); }

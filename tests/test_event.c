@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_event.c - ps_event_t (threading.Event).
  * Ports of CPython Lib/test/lock_tests.py EventTests, plus error codes, errno,
  * signals, PS_SHARED and waiter death. */
@@ -431,3 +432,130 @@ static void destroy_after_set(int flags)
 
 Test(event, destroy_right_after_set) { destroy_after_set(0); }
 Test(event_shared, destroy_right_after_set) { destroy_after_set(PS_SHARED); }
+
+/* ================================================================== waiter destroys */
+
+/* PITFALLS 13 (glibc bug 12674): the waiter's wait returns, it destroys the event and
+ * the page becomes PROT_NONE at once, while set still runs on the waker thread: set
+ * must not touch the event after the store that lets the waiter return. */
+static void event_page_race(int flags)
+{
+    page_race_t r = { .init = race_event_init, .waiter = race_event_waiter,
+                      .waker = race_event_waker, .flags = flags, .max_jitter = 300 };
+    CHECK_PAGE_RACE(&r, 3000, 0.5);
+}
+
+Test(event, waiter_destroys_right_after_wait) { event_page_race(0); }
+Test(event_shared, waiter_destroys_right_after_wait) { event_page_race(PS_SHARED); }
+
+/* ================================================================== slow live waiters */
+
+static int ev_destroy(void *ev) { return ps_event_destroy(ev); }
+
+typedef struct ev_tid_waiter {
+    ps_event_t *ev;
+    pid_t tid;
+    atomic_int ready;
+    int rc;
+} ev_tid_waiter_t;
+
+static void *ev_tid_waiter(void *arg)
+{
+    ev_tid_waiter_t *w = arg;
+    w->tid = gettid();
+    atomic_store(&w->ready, 1);
+    w->rc = ps_event_wait(w->ev, 10.0);
+    return NULL;
+}
+
+/* A waiter whose thread runs a 0.5 s signal handler in the middle of its wait is
+ * alive: destroy says EBUSY all through the handler (the old code took it for dead
+ * after 0.2 s), and the waiter then gets the set. */
+Test(event_shared, destroy_ebusy_while_waiter_runs_long_signal_handler)
+{
+    ps_event_t *ev = shm_alloc(sizeof *ev);
+    CHECK_RC(ps_event_init(ev, PS_SHARED), 0);
+    ev_tid_waiter_t w = { .ev = ev };
+    pthread_t t;
+    start_threads(&t, 1, ev_tid_waiter, &w, 0);
+    cr_assert(wait_count(&w.ready, 1, 5.0));
+    int calls, rc = destroy_during_long_handler(t, w.tid, ev_destroy, ev, 0.5, &calls);
+    cr_assert_eq(rc, EBUSY, "destroy during the waiter's signal handler returned %d (%s) "
+                 "at call %d", rc, strerror(rc > 0 ? rc : 0), calls);
+    CHECK_RC(ps_event_set(ev), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w.rc, 0, "wait returned %d", w.rc);
+    CHECK_RC_E(ps_event_destroy(ev), 0);
+    shm_free(ev, sizeof *ev);
+}
+
+/* A waiter process that is SIGSTOPped is alive: destroy says EBUSY while it is
+ * stopped. Round 0: SIGCONT, then set; round 1: set while it is stopped (destroy
+ * still EBUSY), then SIGCONT. Either way it returns 0 and destroy then returns 0. */
+Test(event_shared, destroy_ebusy_while_waiter_process_stopped)
+{
+    evshared_t *s = shm_alloc(sizeof *s);
+    s->ev = shm_alloc(sizeof *s->ev);
+    CHECK_RC(ps_event_init(s->ev, PS_SHARED), 0);
+    s->timeout = 10.0;
+    for (int round = 0; round < 2; round++) {
+        pid_t pid = fork_child(ev_proc_waiter, s);
+        int calls = 0, rc = -1, rc2 = EBUSY;
+        if (wait_count(&s->registered, round + 1, 5.0))
+            rc = destroy_during_stop(pid, ev_destroy, s->ev, 0.25, &calls);
+        if (round == 1) {
+            ps_event_set(s->ev);
+            int calls2;
+            rc2 = destroy_stays_ebusy(ev_destroy, s->ev, 0.1, &calls2);
+        }
+        kill(pid, SIGCONT);
+        if (round == 0)
+            ps_event_set(s->ev);
+        int code = child_wait(pid, 10.0);
+        cr_assert_eq(rc, EBUSY, "round %d: destroy while the waiter is stopped: %d at call %d",
+                     round, rc, calls);
+        cr_assert_eq(rc2, EBUSY, "destroy after set, waiter still stopped: %d", rc2);
+        cr_assert_eq(code, 0, "round %d: the waiter ended with %d", round, code);
+        CHECK_RC_E(ps_event_destroy(s->ev), 0);
+        CHECK_RC(ps_event_init(s->ev, PS_SHARED), 0);
+    }
+    CHECK_RC_E(ps_event_destroy(s->ev), 0);
+    shm_free(s->ev, sizeof *s->ev);
+    shm_free(s, sizeof *s);
+}
+
+/* A waiter process SIGKILLed in wait is dead for sure: destroy returns 0 at once,
+ * once it is reaped (round 0) and already while it is a zombie (round 1). The
+ * re-initialized event then works for a live waiter. */
+Test(event_shared, destroy_after_waiter_process_killed)
+{
+    evshared_t *s = shm_alloc(sizeof *s);
+    s->ev = shm_alloc(sizeof *s->ev);
+    CHECK_RC(ps_event_init(s->ev, PS_SHARED), 0);
+    s->timeout = 20.0;
+    for (int round = 0; round < 2; round++) {
+        pid_t pid = fork_child(ev_proc_waiter, s);
+        cr_assert(wait_count(&s->registered, round + 1, 5.0));
+        cr_assert(wait_task_state(pid, pid, 'S', 5.0));
+        if (round == 0) {
+            child_kill(pid);
+        } else {
+            kill(pid, SIGKILL);
+            cr_assert(wait_zombie(pid, 5.0));
+        }
+        int rc = ps_event_destroy(s->ev);
+        if (round == 1)
+            child_wait(pid, 5.0);
+        cr_assert_eq(rc, 0, "round %d: destroy after the only waiter was killed (%s): %d",
+                     round, round ? "zombie" : "reaped", rc);
+        CHECK_RC(ps_event_init(s->ev, PS_SHARED), 0);
+    }
+    s->timeout = 5.0;
+    pid_t pid = fork_child(ev_proc_waiter, s);
+    cr_assert(wait_count(&s->registered, 3, 5.0));
+    CHECK_RC(ps_event_set(s->ev), 0);
+    CHECK_CHILDREN(&pid, 1, 10.0, 0);
+    CHECK_RC_E(ps_event_destroy(s->ev), 0);
+    shm_free(s->ev, sizeof *s->ev);
+    shm_free(s, sizeof *s);
+}

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_lock.c - ps_lock_t (threading.Lock / multiprocessing.Lock).
  * Ports of CPython Lib/test/lock_tests.py BaseLockTests/LockTests, plus the pysync
  * contract: error codes, errno, signals, PS_SHARED ownership and robustness. */
@@ -654,3 +655,25 @@ static void destroy_after_release(int flags)
 
 Test(lock, destroy_right_after_release) { destroy_after_release(0); }
 Test(lock_shared, destroy_right_after_release) { destroy_after_release(PS_SHARED); }
+
+/* ================================================================== acquirer destroys */
+
+/* PITFALLS 13: the acquirer, blocked in acquire, gets the lock, releases it,
+ * destroys it and its page becomes PROT_NONE at once, while the releaser (another
+ * thread: a private Lock has no owner) may still be inside release: release must
+ * not touch the lock after the store that lets the acquirer in. */
+Test(lock, acquirer_destroys_right_after_release)
+{
+    page_race_t r = { .init = race_lock_init, .waiter = race_lock_waiter,
+                      .waker = race_lock_waker, .flags = 0, .max_jitter = 300 };
+    CHECK_PAGE_RACE(&r, 3000, 0.5);
+}
+
+/* The same with an owned (PS_SHARED) Lock: the waker takes it, the acquirer blocks,
+ * the waker releases it. */
+Test(lock_shared, acquirer_destroys_right_after_release)
+{
+    page_race_t r = { .init = race_owned_lock_init, .waiter = race_owned_lock_waiter,
+                      .waker = race_owned_lock_waker, .flags = PS_SHARED, .max_jitter = 300 };
+    CHECK_PAGE_RACE(&r, 3000, 0.5);
+}

@@ -1,7 +1,9 @@
+/* SPDX-License-Identifier: MIT */
 /* Tests for <pysync/queue.h>: a port of CPython's Lib/test/test_queue.py
  * (Python 3.13, shutdown included) plus the C-only contract (error codes,
  * errno, stability, growth). Where a test needs another thread to be blocked
- * first, it waits for the queue's sleeper count instead of sleeping. */
+ * first, it waits for the queue's sleeper count instead of sleeping. The last
+ * section races "wait, then destroy" against the waker (PITFALLS 13). */
 #include <pysync/queue.h>
 
 #include <criterion/criterion.h>
@@ -9,10 +11,13 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "helpers.h"
 
 enum kind { FIFO, LIFO, PRIO };
 static const enum kind kinds[] = { FIFO, LIFO, PRIO };
@@ -35,13 +40,6 @@ static void make(ps_queue_t *q, enum kind k, size_t maxsize)
     cr_assert_eq(rc, 0);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void join_thread(pthread_t t)
 {
     cr_assert_eq(pthread_join(t, NULL), 0);
@@ -53,6 +51,23 @@ static void wait_sleepers(unsigned *counter, unsigned n)
 {
     while (__atomic_load_n(counter, __ATOMIC_ACQUIRE) < n)
         sched_yield();
+}
+
+/* White-box: joiners count in _inside, and one that may sleep has set JOINING,
+ * the low bit of _done. Waits until n are inside join and the flag is up. */
+static void wait_joiners(ps_queue_t *q, unsigned n)
+{
+    while (__atomic_load_n(&q->_inside, __ATOMIC_ACQUIRE) < n ||
+           !(__atomic_load_n(&q->_done, __ATOMIC_ACQUIRE) & 1))
+        sched_yield();
+}
+
+/* White-box: items put and not yet matched by a task_done (_done holds the
+ * done count shifted left by one). */
+static size_t unfinished(ps_queue_t *q)
+{
+    return __atomic_load_n(&q->_tail, __ATOMIC_ACQUIRE) -
+           (__atomic_load_n(&q->_done, __ATOMIC_ACQUIRE) >> 1);
 }
 
 static intptr_t get_ok(ps_queue_t *q)
@@ -643,7 +658,7 @@ static void shutdown_join(bool immediate)
         ps_queue_put_nowait(&q, I('Y'));
         for (int i = 0; i < 2; i++)
             call_start(&j[i], &q, C_JOIN);
-        wait_sleepers(&q._joiners, 2);
+        wait_joiners(&q, 2);
         if (!immediate)
             call_start(&g, &q, C_GET_TASK_DONE);
         ps_queue_shutdown(&q, immediate);
@@ -667,8 +682,8 @@ static void shutdown_put_join(bool immediate)
         make(&q, kinds[k], 2);
         ps_queue_put_nowait(&q, I('Y'));
         call_start(&j, &q, C_JOIN);
-        wait_sleepers(&q._joiners, 1);
-        cr_assert_eq(q._tail - q._done, 1);
+        wait_joiners(&q, 1);
+        cr_assert_eq(unfinished(&q), 1);
         ps_queue_shutdown(&q, immediate);
         cr_assert_eq(ps_queue_put(&q, I('E'), true, PS_FOREVER), ESHUTDOWN);
         if (immediate) {
@@ -693,7 +708,7 @@ Test(queue, shutdown_get_task_done_join)
         make(&q, kinds[k], 2);
         ps_queue_put_nowait(&q, I('Y'));
         ps_queue_put_nowait(&q, I('D'));
-        cr_assert_eq(q._tail - q._done, ps_queue_qsize(&q));
+        cr_assert_eq(unfinished(&q), ps_queue_qsize(&q));
         call_start(&c[0], &q, C_GET_TASK_DONE);
         call_start(&c[1], &q, C_GET_TASK_DONE);
         call_start(&c[2], &q, C_JOIN);
@@ -881,3 +896,261 @@ static void many_threads(size_t maxsize)
 
 Test(queue, many_threads) { many_threads(0); }
 Test(queue, many_threads_bounded) { many_threads(64); }
+
+/* ---- wait, then destroy: the waker must not touch the queue afterwards ----
+ *
+ * Each round's queue lives alone on a fresh page. The main thread waits (join,
+ * get...), destroys the queue as soon as its wait is over, and the moment
+ * destroy returns 0 makes the page PROT_NONE: a waker still touching the queue
+ * on another thread faults at once. The waker is one persistent thread that
+ * plays its part once per round after a handshake (two semaphores, off the
+ * page), so rounds cost microseconds. Each test runs two phases:
+ *   apart:    the waker runs wherever the scheduler puts it, after a delay that
+ *             varies with the round, so the waiter is sometimes still polling
+ *             and sometimes asleep on its futex when the change lands;
+ *   together: both threads share one CPU and the waker runs at SCHED_IDLE, so
+ *             the waiter that its futex_wake readies preempts it right there
+ *             and runs on to destroy while the waker is still in its wake
+ *             path, which on a loaded machine happens only now and then. */
+
+enum { RACE_ROUNDS = 2000, RACE_MIN_ROUNDS = 500 };     /* per phase */
+#define RACE_BUDGET 0.7         /* seconds per phase, past RACE_MIN_ROUNDS */
+
+struct racer {
+    void (*part)(struct racer *r, ps_queue_t *q, unsigned round);  /* the waker's */
+    ps_queue_t *q;              /* this round's queue, handed over by go */
+    unsigned round;
+    sem_t go, done;             /* main -> waker: play; waker -> main: played */
+    bool together;
+    bool stop;
+    int errors;                 /* the waker's unexpected return codes */
+    cpu_set_t cpus;             /* the main thread's affinity before the phase */
+    pthread_t thread;
+};
+
+/* Busy-waits about us microseconds: sleeping would hand the CPU over. */
+static void spin_us(double us)
+{
+    double end = now() + us * 1e-6;
+    while (now() < end)
+        ;
+}
+
+/* Apart: 0, 3, 40 or 250 us, the last outlasting the waiter's polling so that
+ * it sleeps. Together: none, the waker runs only once the waiter blocks. */
+static void race_delay(const struct racer *r, unsigned round)
+{
+    static const double us[] = { 0, 3, 40, 250 };
+    if (!r->together)
+        spin_us(us[round % 4]);
+}
+
+static void race_expect(struct racer *r, int rc, int want)
+{
+    if (rc != want)
+        __atomic_fetch_add(&r->errors, 1, __ATOMIC_RELAXED);
+}
+
+static void sem_wait_any(sem_t *s)
+{
+    while (sem_wait(s) != 0)
+        ;                       /* EINTR */
+}
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    if (r->together) {          /* unprivileged threads may lower themselves */
+        struct sched_param idle = { 0 };
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    }
+    for (;;) {
+        sem_wait_any(&r->go);
+        if (r->stop)
+            return NULL;
+        r->part(r, r->q, r->round);
+        sem_post(&r->done);
+    }
+}
+
+/* Together: the waker joins the main thread on the CPU it runs on (not a fixed
+ * one, so that tests running in parallel spread out). */
+static void racer_start(struct racer *r, void (*part)(struct racer *, ps_queue_t *, unsigned),
+                        bool together)
+{
+    *r = (struct racer){ .part = part, .together = together };
+    cr_assert_eq(sem_init(&r->go, 0, 0), 0);
+    cr_assert_eq(sem_init(&r->done, 0, 0), 0);
+    cr_assert_eq(pthread_getaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus), 0);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (together) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(sched_getcpu(), &one);
+        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+    }
+    cr_assert_eq(pthread_create(&r->thread, &attr, racer_main, r), 0);
+    pthread_attr_destroy(&attr);
+}
+
+static void racer_stop(struct racer *r)
+{
+    r->stop = true;
+    sem_post(&r->go);
+    join_thread(r->thread);
+    pthread_setaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus);
+    sem_destroy(&r->go);
+    sem_destroy(&r->done);
+    cr_assert_eq(r->errors, 0, "the waker got %d unexpected return codes", r->errors);
+}
+
+/* A fresh page holding only a queue of the round's kind. */
+static ps_queue_t *race_queue(unsigned round, size_t maxsize)
+{
+    ps_queue_t *q = page_alloc();
+    make(q, kinds[round % 3], maxsize);
+    return q;
+}
+
+static void race_go(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    r->q = q;
+    r->round = round;
+    sem_post(&r->go);
+}
+
+/* The wait is over: destroy at once, seal the page, and unmap it once the
+ * waker is done with its round. EBUSY only while a woken blocking caller is
+ * still leaving: sleep, don't spin, or an idle waker never gets the CPU. */
+static void race_destroy(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    int rc;
+    double end = now() + 5.0;
+    while ((rc = ps_queue_destroy(q)) == EBUSY && now() < end)
+        sleep_s(0.00001);
+    cr_assert_eq(rc, 0, "round %u: destroy returned %d", round, rc);
+    cr_assert_eq(mprotect(q, OBJ_PAGE, PROT_NONE), 0);
+    sem_wait_any(&r->done);
+    page_free(q);
+}
+
+/* Both phases: RACE_ROUNDS rounds each, or fewer past RACE_MIN_ROUNDS once the
+ * phase's time budget is spent (a loaded VM). */
+static void race(void (*part)(struct racer *, ps_queue_t *, unsigned),
+                 void (*round_fn)(struct racer *, unsigned))
+{
+    for (int together = 0; together < 2; together++) {
+        struct racer r;
+        racer_start(&r, part, together);
+        double end = now() + RACE_BUDGET;
+        for (unsigned round = 1; round <= RACE_ROUNDS; round++) {
+            if (round > RACE_MIN_ROUNDS && now() > end)
+                break;
+            round_fn(&r, round);
+        }
+        racer_stop(&r);
+    }
+}
+
+/* (a) join(q); destroy(q) racing the task_done that completes the count. */
+static void task_done_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    race_delay(r, round);
+    race_expect(r, ps_queue_task_done(q), 0);
+}
+
+static void join_round(struct racer *r, unsigned round)
+{
+    ps_queue_t *q = race_queue(round, 0);
+    void *x;
+    cr_assert_eq(ps_queue_put_nowait(q, I(1)), 0);
+    cr_assert_eq(ps_queue_get_nowait(q, &x), 0);
+    race_go(r, q, round);
+    cr_assert_eq(ps_queue_join(q), 0);
+    race_destroy(r, q, round);
+}
+
+Test(queue, join_then_destroy_races_last_task_done)
+{
+    race(task_done_part, join_round);
+}
+
+/* (b) A getter destroys the queue right after its get returns, racing the
+ * producer still in put. Bounded in odd rounds, so the get wakes putters too. */
+static void put_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    race_delay(r, round);
+    race_expect(r, ps_queue_put(q, I(round), true, PS_FOREVER), 0);
+}
+
+static void get_round(struct racer *r, unsigned round)
+{
+    ps_queue_t *q = race_queue(round, round % 2);
+    void *x = NULL;
+    race_go(r, q, round);
+    cr_assert_eq(ps_queue_get(q, &x, true, PS_FOREVER), 0);
+    cr_assert_eq(V(x), (intptr_t)round);
+    race_destroy(r, q, round);
+}
+
+Test(queue, get_then_destroy_races_put)
+{
+    race(put_part, get_round);
+}
+
+/* (c) Shutdown racing a blocked get (immediate, or plain every fourth round) or
+ * a blocked join (immediate: the discarded items complete the count), then
+ * destroy. */
+static void shutdown_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    race_delay(r, round / 2);      /* every delay for both halves */
+    race_expect(r, ps_queue_shutdown(q, round % 4 != 2), 0);
+}
+
+static void shutdown_round(struct racer *r, unsigned round)
+{
+    bool join = round % 2;
+    ps_queue_t *q = race_queue(round / 2, 0);
+    void *x;
+    if (join) {
+        cr_assert_eq(ps_queue_put_nowait(q, I(1)), 0);
+        cr_assert_eq(ps_queue_put_nowait(q, I(2)), 0);
+    }
+    race_go(r, q, round);
+    if (join)
+        cr_assert_eq(ps_queue_join(q), 0);
+    else
+        cr_assert_eq(ps_queue_get(q, &x, true, PS_FOREVER), ESHUTDOWN);
+    race_destroy(r, q, round);
+}
+
+Test(queue, shutdown_races_blocked_join_and_get_then_destroy)
+{
+    race(shutdown_part, shutdown_round);
+}
+
+/* (d) A putter blocks on a full queue of one; the getter takes the old item
+ * (waking the putter), then the putter's, and destroys the queue. */
+static void blocked_put_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    (void)round;                /* the getter delays instead */
+    race_expect(r, ps_queue_put(q, I(2), true, PS_FOREVER), 0);
+}
+
+static void full_round(struct racer *r, unsigned round)
+{
+    ps_queue_t *q = race_queue(round, 1);
+    cr_assert_eq(ps_queue_put_nowait(q, I(1)), 0);
+    race_go(r, q, round);
+    race_delay(r, round);
+    cr_assert_eq(get_ok(q), 1);
+    cr_assert_eq(get_ok(q), 2);
+    race_destroy(r, q, round);
+}
+
+Test(queue, blocked_putter_then_getter_destroys)
+{
+    race(blocked_put_part, full_round);
+}

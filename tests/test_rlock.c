@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_rlock.c - ps_rlock_t (threading.RLock).
  * Ports of CPython Lib/test/lock_tests.py BaseLockTests/RLockTests, plus error codes,
  * errno, signals, PS_SHARED robustness. */
@@ -524,3 +525,19 @@ Test(rlock_shared, owner_thread_exit_eownerdead)
     ps_rlock_free(s->rl);
     shm_free(s, sizeof *s);
 }
+
+/* ================================================================== acquirer destroys */
+
+/* PITFALLS 13: the owner (another thread, at depth 2) releases; the acquirer,
+ * blocked in acquire, gets the RLock, releases it, destroys it and its page becomes
+ * PROT_NONE at once: the owner's last release must not touch the RLock after the
+ * store that lets the acquirer in. */
+static void rlock_page_race(int flags)
+{
+    page_race_t r = { .init = race_rlock_init, .waiter = race_rlock_waiter,
+                      .waker = race_rlock_waker, .flags = flags, .max_jitter = 300 };
+    CHECK_PAGE_RACE(&r, 3000, 0.5);
+}
+
+Test(rlock, acquirer_destroys_right_after_release) { rlock_page_race(0); }
+Test(rlock_shared, acquirer_destroys_right_after_release) { rlock_page_race(PS_SHARED); }

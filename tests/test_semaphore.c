@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_semaphore.c - ps_semaphore_t (threading.Semaphore / BoundedSemaphore).
  * Ports of CPython Lib/test/lock_tests.py BaseSemaphoreTests, SemaphoreTests,
  * BoundedSemaphoreTests, plus error codes, errno, signals, PS_SHARED, waiter death. */
@@ -601,3 +602,135 @@ static void destroy_after_release(int flags)
 
 Test(semaphore, destroy_right_after_release) { destroy_after_release(0); }
 Test(semaphore_shared, destroy_right_after_release) { destroy_after_release(PS_SHARED); }
+
+/* ================================================================== waiter destroys */
+
+/* PITFALLS 13 (glibc bug 12674, sem_post vs sem_destroy): the acquirer returns,
+ * destroys the semaphore and its page becomes PROT_NONE at once, while release
+ * still runs on the waker thread: release must not touch the semaphore after the
+ * store that lets the acquirer return. */
+static void semaphore_page_race(int flags)
+{
+    page_race_t r = { .init = race_sem_init, .waiter = race_sem_waiter,
+                      .waker = race_sem_waker, .flags = flags, .max_jitter = 300 };
+    CHECK_PAGE_RACE(&r, 3000, 0.5);
+}
+
+Test(semaphore, acquirer_destroys_right_after_acquire) { semaphore_page_race(0); }
+Test(semaphore_shared, acquirer_destroys_right_after_acquire) { semaphore_page_race(PS_SHARED); }
+
+/* ================================================================== slow live waiters */
+
+static int sem_destroy(void *s) { return ps_semaphore_destroy(s); }
+
+typedef struct sem_tid_waiter {
+    ps_semaphore_t *sem;
+    pid_t tid;
+    atomic_int ready;
+    int rc;
+} sem_tid_waiter_t;
+
+static void *sem_tid_waiter(void *arg)
+{
+    sem_tid_waiter_t *w = arg;
+    w->tid = gettid();
+    atomic_store(&w->ready, 1);
+    w->rc = ps_semaphore_acquire(w->sem, true, 10.0);
+    return NULL;
+}
+
+/* An acquirer whose thread runs a 0.5 s signal handler in the middle of its wait is
+ * alive: destroy says EBUSY all through the handler (the old code took it for dead
+ * after 0.2 s), and the acquirer then gets the release. */
+Test(semaphore_shared, destroy_ebusy_while_acquirer_runs_long_signal_handler)
+{
+    ps_semaphore_t *sem = shm_alloc(sizeof *sem);
+    CHECK_RC(ps_semaphore_init(sem, 0, PS_SHARED), 0);
+    sem_tid_waiter_t w = { .sem = sem };
+    pthread_t t;
+    start_threads(&t, 1, sem_tid_waiter, &w, 0);
+    cr_assert(wait_count(&w.ready, 1, 5.0));
+    int calls, rc = destroy_during_long_handler(t, w.tid, sem_destroy, sem, 0.5, &calls);
+    cr_assert_eq(rc, EBUSY, "destroy during the acquirer's signal handler returned %d at "
+                 "call %d", rc, calls);
+    CHECK_RC(ps_semaphore_release(sem, 1), 0);
+    join_threads(&t, 1, NULL);
+    cr_assert_eq(w.rc, 0, "acquire returned %d", w.rc);
+    cr_assert_eq(ps_semaphore_value(sem), 0);
+    CHECK_RC_E(ps_semaphore_destroy(sem), 0);
+    shm_free(sem, sizeof *sem);
+}
+
+/* An acquirer process that is SIGSTOPped is alive: destroy says EBUSY while it is
+ * stopped. Round 0: SIGCONT, then release; round 1: release while it is stopped
+ * (destroy still EBUSY), then SIGCONT. Either way it gets the unit (value back to
+ * 0) and destroy then returns 0. */
+Test(semaphore_shared, destroy_ebusy_while_acquirer_process_stopped)
+{
+    sshared_t *s = shm_alloc(sizeof *s);
+    s->sem = shm_alloc(sizeof *s->sem);
+    CHECK_RC(ps_semaphore_init(s->sem, 0, PS_SHARED), 0);
+    s->timeout = 10.0;
+    for (int round = 0; round < 2; round++) {
+        pid_t pid = fork_child(sem_proc_waiter, s);
+        int calls = 0, rc = -1, rc2 = EBUSY;
+        if (wait_count(&s->registered, round + 1, 5.0))
+            rc = destroy_during_stop(pid, sem_destroy, s->sem, 0.25, &calls);
+        if (round == 1) {
+            ps_semaphore_release(s->sem, 1);
+            int calls2;
+            rc2 = destroy_stays_ebusy(sem_destroy, s->sem, 0.1, &calls2);
+        }
+        kill(pid, SIGCONT);
+        if (round == 0)
+            ps_semaphore_release(s->sem, 1);
+        int code = child_wait(pid, 10.0);
+        cr_assert_eq(rc, EBUSY, "round %d: destroy while the acquirer is stopped: %d at "
+                     "call %d", round, rc, calls);
+        cr_assert_eq(rc2, EBUSY, "destroy after release, acquirer still stopped: %d", rc2);
+        cr_assert_eq(code, 0, "round %d: the acquirer ended with %d", round, code);
+        cr_assert_eq(ps_semaphore_value(s->sem), 0);
+        CHECK_RC_E(ps_semaphore_destroy(s->sem), 0);
+        CHECK_RC(ps_semaphore_init(s->sem, 0, PS_SHARED), 0);
+    }
+    CHECK_RC_E(ps_semaphore_destroy(s->sem), 0);
+    shm_free(s->sem, sizeof *s->sem);
+    shm_free(s, sizeof *s);
+}
+
+/* An acquirer process SIGKILLed in acquire is dead for sure: destroy returns 0 at
+ * once, once it is reaped (round 0) and already while it is a zombie (round 1). The
+ * re-initialized semaphore then works for a live acquirer. */
+Test(semaphore_shared, destroy_after_acquirer_process_killed)
+{
+    sshared_t *s = shm_alloc(sizeof *s);
+    s->sem = shm_alloc(sizeof *s->sem);
+    CHECK_RC(ps_semaphore_init(s->sem, 0, PS_SHARED), 0);
+    s->timeout = 20.0;
+    for (int round = 0; round < 2; round++) {
+        pid_t pid = fork_child(sem_proc_waiter, s);
+        cr_assert(wait_count(&s->registered, round + 1, 5.0));
+        cr_assert(wait_task_state(pid, pid, 'S', 5.0));
+        if (round == 0) {
+            child_kill(pid);
+        } else {
+            kill(pid, SIGKILL);
+            cr_assert(wait_zombie(pid, 5.0));
+        }
+        int rc = ps_semaphore_destroy(s->sem);
+        if (round == 1)
+            child_wait(pid, 5.0);
+        cr_assert_eq(rc, 0, "round %d: destroy after the only acquirer was killed (%s): %d",
+                     round, round ? "zombie" : "reaped", rc);
+        CHECK_RC(ps_semaphore_init(s->sem, 0, PS_SHARED), 0);
+    }
+    s->timeout = 5.0;
+    pid_t pid = fork_child(sem_proc_waiter, s);
+    cr_assert(wait_count(&s->registered, 3, 5.0));
+    CHECK_RC(ps_semaphore_release(s->sem, 1), 0);
+    CHECK_CHILDREN(&pid, 1, 10.0, 0);
+    cr_assert_eq(ps_semaphore_value(s->sem), 0);
+    CHECK_RC_E(ps_semaphore_destroy(s->sem), 0);
+    shm_free(s->sem, sizeof *s->sem);
+    shm_free(s, sizeof *s);
+}

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_timer.c - ps_timer_t (threading.Timer).
  * Ideas from CPython Lib/test/test_threading.py TimerTests. */
 #include <criterion/criterion.h>
@@ -31,6 +32,8 @@ Test(timer, null_object_einval)
     CHECK_RC_E(ps_timer_start(NULL), EINVAL);
     CHECK_RC_E(ps_timer_cancel(NULL), EINVAL);
     CHECK_RC_E(ps_timer_join(NULL, 1.0), EINVAL);
+    CHECK_RC_E(ps_timer_set_daemon(NULL, true), EINVAL);
+    cr_assert(!ps_timer_daemon(NULL));
     ps_timer_free(NULL);
 }
 
@@ -237,4 +240,162 @@ Test(timer, free_pending_timer)
     ps_timer_free(t);     /* cancels and waits for its thread; fn does not run */
     cr_assert_lt(now() - t0, 5.0);
     cr_assert_eq(atomic_load(&c.calls), 0);
+}
+
+/* ------------------------------------------------------------------ daemon */
+
+Test(timer, not_daemon_when_made_by_main_thread)
+{
+    tm_ctx_t c = { 0 };
+    ps_timer_t *t = ps_timer_new(0.01, timer_fn, &c);
+    cr_assert(!ps_timer_daemon(t));
+    ps_timer_free(t);
+}
+
+static void *make_timer_in_thread(void *arg)
+{
+    return ps_timer_new(0.01, timer_fn, arg);
+}
+
+/* Python: a Timer is a Thread, and daemon is inherited from the creating thread. */
+Test(timer, daemon_inherited_from_creating_thread)
+{
+    tm_ctx_t c = { 0 };
+    ps_thread_t *maker = ps_thread_new(make_timer_in_thread, &c, NULL);
+    CHECK_RC(ps_thread_set_daemon(maker, true), 0);
+    CHECK_RC(ps_thread_start(maker), 0);
+    void *res = NULL;
+    CHECK_RC(ps_thread_join(maker, 5.0, &res), 0);
+    ps_timer_t *t = res;
+    cr_assert_not_null(t);
+    cr_assert(ps_timer_daemon(t), "a timer made by a daemon thread is not a daemon");
+    CHECK_RC(ps_timer_start(t), 0);
+    CHECK_RC(ps_timer_join(t, 5.0), 0);
+    cr_assert_eq(atomic_load(&c.calls), 1);
+    ps_timer_free(t);
+    ps_thread_free(maker);
+}
+
+Test(timer, set_daemon)
+{
+    tm_ctx_t c = { 0 };
+    ps_timer_t *t = ps_timer_new(0.01, timer_fn, &c);
+    CHECK_RC_E(ps_timer_set_daemon(t, true), 0);
+    cr_assert(ps_timer_daemon(t));
+    CHECK_RC_E(ps_timer_set_daemon(t, false), 0);
+    cr_assert(!ps_timer_daemon(t));
+    CHECK_RC_E(ps_timer_set_daemon(t, true), 0);
+    CHECK_RC(ps_timer_start(t), 0);
+    CHECK_RC_E(ps_timer_set_daemon(t, false), EINVAL);   /* after start */
+    cr_assert(ps_timer_daemon(t), "failed set_daemon changed the flag");
+    CHECK_RC(ps_timer_join(t, 5.0), 0);
+    CHECK_RC_E(ps_timer_set_daemon(t, false), EINVAL);
+    ps_timer_free(t);
+}
+
+/* ------------------------------------------------------------------ exit */
+
+typedef struct exit_ctx {
+    atomic_int fired;           /* in shared memory: written by the child's timer */
+    atomic_int armed;
+    double interval;
+    int daemon;                 /* -1: inherited; 0, 1: set with ps_timer_set_daemon */
+} exit_ctx_t;
+
+static void mark_fired(void *arg)
+{
+    atomic_store(&((exit_ctx_t *)arg)->fired, 1);
+}
+
+/* Timers alive when a forked child calls exit(): kept reachable for LeakSanitizer. */
+static void *volatile timer_keep_alive[2];
+
+static int start_timer(exit_ctx_t *e)
+{
+    ps_timer_t *t = ps_timer_new(e->interval, mark_fired, e);
+    timer_keep_alive[0] = t;
+    if (!t)
+        return 2;
+    if (e->daemon >= 0 && ps_timer_set_daemon(t, e->daemon) != 0)
+        return 3;
+    if (ps_timer_start(t) != 0)
+        return 4;
+    atomic_store(&e->armed, 1);
+    return 0;
+}
+
+static int child_timer_then_exit(void *arg)
+{
+    int rc = start_timer(arg);
+    if (rc != 0)
+        return rc;
+    exit(0);   /* "main returns": atexit handlers run */
+}
+
+static void *timer_from_daemon_thread(void *arg)
+{
+    return (void *)(intptr_t)start_timer(arg);
+}
+
+/* The timer is made in a daemon thread, which ends before main returns. */
+static int child_daemon_thread_timer_then_exit(void *arg)
+{
+    ps_thread_t *maker = ps_thread_new(timer_from_daemon_thread, arg, NULL);
+    timer_keep_alive[1] = maker;
+    void *rc = NULL;
+    if (!maker || ps_thread_set_daemon(maker, true) != 0 || ps_thread_start(maker) != 0)
+        return 5;
+    if (ps_thread_join(maker, 5.0, &rc) != 0 || rc)
+        return rc ? (int)(intptr_t)rc : 6;
+    exit(0);
+}
+
+/* Runs child in a forked process; returns whether its timer fired, and how long it took. */
+static bool child_timer_fired(int (*child)(void *), double interval, int daemon, double *took)
+{
+    exit_ctx_t *e = shm_alloc(sizeof *e);
+    e->interval = interval;
+    e->daemon = daemon;
+    double t0 = now();
+    int code = child_wait(fork_child(child, e), 20.0);
+    *took = now() - t0;
+    cr_assert_eq(code, 0, "child ended with %d", code);
+    cr_assert_eq(atomic_load(&e->armed), 1);
+    bool fired = atomic_load(&e->fired);
+    shm_free(e, sizeof *e);
+    return fired;
+}
+
+Test(timer, nondaemon_timer_fires_before_exit)
+{
+    double took;
+    cr_assert(child_timer_fired(child_timer_then_exit, 0.1, -1, &took),
+              "exit did not wait for a non-daemon timer");
+    cr_assert_geq(took, LOWER_BOUND(0.1));
+}
+
+Test(timer, daemon_timer_does_not_block_exit)
+{
+    double took;
+    cr_assert(!child_timer_fired(child_timer_then_exit, 8.0, true, &took),
+              "a daemon timer fired");
+    cr_assert_lt(took, 5.0, "exit waited %.2f s for a daemon timer", took);
+}
+
+/* Made by a daemon thread, a timer is a daemon (Python), so exit does not wait. */
+Test(timer, inherited_daemon_timer_does_not_block_exit)
+{
+    double took;
+    cr_assert(!child_timer_fired(child_daemon_thread_timer_then_exit, 8.0, -1, &took),
+              "a timer made by a daemon thread fired");
+    cr_assert_lt(took, 5.0, "exit waited %.2f s for a daemon timer", took);
+}
+
+/* ps_timer_set_daemon(t, false) in a daemon thread: exit waits for the timer. */
+Test(timer, nondaemon_timer_from_daemon_thread_fires_before_exit)
+{
+    double took;
+    cr_assert(child_timer_fired(child_daemon_thread_timer_then_exit, 0.1, false, &took),
+              "exit did not wait for a timer made non-daemon");
+    cr_assert_geq(took, LOWER_BOUND(0.1));
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pysync/pysync.h - everything: threading, queue and multiprocessing for C. */
 #ifndef PYSYNC_PYSYNC_H
 #define PYSYNC_PYSYNC_H

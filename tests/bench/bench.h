@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench.h - small helpers shared by the pysync benchmarks (plain programs).
  * Everything is static inline so a program may use any subset without warnings. */
 #ifndef PS_BENCH_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Benchmark (not a test): ps_queue against GLib's GAsyncQueue, a plain
  * mutex+condvar ring and Python's queue.Queue, same run, same machine.
  *

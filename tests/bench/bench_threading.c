@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_threading.c - pysync threading primitives against the raw pthread pieces a C
  * programmer would use instead. Plain program (not a test): it exits 0 even when a
  * performance target is missed, and non-zero only when a result is wrong (a counter

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/stress/stress_condition.c - producer/consumer on a Condition (wait_for,
  * notify, notify_all), Event ping-pong, Barrier rounds with an action, Semaphore
  * hand-off; private and PS_SHARED objects, threads only. Plain program (no Criterion)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/stress/stress_lock.c - exact counters under Lock, RLock (recursive),
  * Semaphore(1) and BoundedSemaphore, with blocking, non-blocking and timed acquires,
  * private and PS_SHARED objects, 4 threads. Plain program (no Criterion) so that it

@@ -1,17 +1,18 @@
+/* SPDX-License-Identifier: MIT */
 /* Stress for <pysync/queue.h>, run plain and under ThreadSanitizer (make tsan):
  * MPMC runs over the three kinds, bounded and unbounded, where every item must
  * arrive exactly once, each consumer must see each producer's FIFO items in
- * order, task_done/join must balance, and a final run ends with a shutdown
- * while producers and consumers are blocked. Exits non-zero on any failure. */
+ * order, task_done/join must balance, and a run ends with a shutdown while
+ * producers and consumers are blocked. Then "wait, then destroy" races, 100k
+ * rounds each (25k under TSan, or argv[1]): the waiter destroys the queue,
+ * alone on its page, the moment its wait is over and seals the page, while
+ * the waker may still be in its wake path (PITFALLS 13). Exits non-zero on
+ * any failure. */
 #include <pysync/queue.h>
 
-#include <errno.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "../helpers.h"
+
+#include <semaphore.h>
 
 #define PRODUCERS 3
 #define CONSUMERS 3
@@ -171,8 +172,231 @@ static void shutdown_run(bool immediate)
     CHECK(ps_queue_destroy(&full) == 0 && ps_queue_destroy(&empty) == 0, "destroy");
 }
 
-int main(void)
+/* ---- wait, then destroy: the waker must not touch the queue afterwards ----
+ *
+ * As in tests/test_queue.c: a persistent waker thread plays its part once per
+ * round after a semaphore handshake; the main thread waits, destroys, makes the
+ * page PROT_NONE, and unmaps it once the waker is done. Half the rounds run
+ * apart (the waker anywhere, after a delay that varies with the round), half
+ * together (one CPU, the waker at SCHED_IDLE, so the waiter it wakes preempts
+ * it inside its wake path). */
+
+struct racer {
+    void (*part)(struct racer *r, ps_queue_t *q, unsigned round);
+    ps_queue_t *q;
+    unsigned round;
+    sem_t go, done;
+    bool together, stop;
+    cpu_set_t cpus;
+    pthread_t thread;
+};
+
+static void spin_us(double us)
 {
+    double end = now() + us * 1e-6;
+    while (now() < end)
+        ;
+}
+
+/* Apart: 0, 2, 20 or 100 us (the last outlasts the waiter's polling). */
+static void race_delay(const struct racer *r, unsigned round)
+{
+    static const double us[] = { 0, 2, 20, 100 };
+    if (!r->together)
+        spin_us(us[round % 4]);
+}
+
+static void sem_wait_any(sem_t *s)
+{
+    while (sem_wait(s) != 0)
+        ;
+}
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    if (r->together) {
+        struct sched_param idle = { 0 };
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    }
+    for (;;) {
+        sem_wait_any(&r->go);
+        if (r->stop)
+            return NULL;
+        r->part(r, r->q, r->round);
+        sem_post(&r->done);
+    }
+}
+
+static void racer_start(struct racer *r, void (*part)(struct racer *, ps_queue_t *, unsigned),
+                        bool together)
+{
+    *r = (struct racer){ .part = part, .together = together };
+    sem_init(&r->go, 0, 0);
+    sem_init(&r->done, 0, 0);
+    pthread_getaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (together) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(sched_getcpu(), &one);
+        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+    }
+    if (pthread_create(&r->thread, &attr, racer_main, r) != 0)
+        abort();
+    pthread_attr_destroy(&attr);
+}
+
+static void racer_stop(struct racer *r)
+{
+    r->stop = true;
+    sem_post(&r->go);
+    pthread_join(r->thread, NULL);
+    pthread_setaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus);
+    sem_destroy(&r->go);
+    sem_destroy(&r->done);
+}
+
+static ps_queue_t *race_queue(unsigned round, size_t maxsize)
+{
+    ps_queue_t *q = page_alloc();
+    int rc = round % 3 == 0 ? ps_queue_init(q, maxsize)
+           : round % 3 == 1 ? ps_lifoqueue_init(q, maxsize)
+           : ps_priorityqueue_init(q, maxsize, cmp_int);
+    CHECK(rc == 0, "init returned %d", rc);
+    return q;
+}
+
+static void race_go(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    r->q = q;
+    r->round = round;
+    sem_post(&r->go);
+}
+
+/* EBUSY only while a woken blocking caller leaves: sleep, or an idle waker
+ * never gets the CPU. */
+static void race_destroy(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    int rc;
+    double end = now() + 5.0;
+    while ((rc = ps_queue_destroy(q)) == EBUSY && now() < end)
+        sleep_s(0.00001);
+    CHECK(rc == 0, "round %u: destroy returned %d", round, rc);
+    if (rc == 0 && mprotect(q, OBJ_PAGE, PROT_NONE) != 0)
+        CHECK(false, "mprotect: %s", strerror(errno));
+    sem_wait_any(&r->done);
+    if (rc == 0)
+        page_free(q);           /* a queue that stayed busy is leaked, not unmapped */
+}
+
+static void race(const char *what, unsigned rounds,
+                 void (*part)(struct racer *, ps_queue_t *, unsigned),
+                 void (*round_fn)(struct racer *, unsigned))
+{
+    double t0 = now();
+    for (int together = 0; together < 2; together++) {
+        struct racer r;
+        racer_start(&r, part, together);
+        for (unsigned round = 1; round <= rounds / 2; round++)
+            round_fn(&r, round);
+        racer_stop(&r);
+    }
+    fprintf(stderr, "stress_queue: %s: %u rounds, %.1f s\n", what, rounds, now() - t0);
+}
+
+static void task_done_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    race_delay(r, round);
+    int rc = ps_queue_task_done(q);
+    CHECK(rc == 0, "task_done returned %d", rc);
+}
+
+static void join_round(struct racer *r, unsigned round)
+{
+    ps_queue_t *q = race_queue(round, 0);
+    void *x;
+    CHECK(ps_queue_put_nowait(q, (void *)1) == 0 && ps_queue_get_nowait(q, &x) == 0, "setup");
+    race_go(r, q, round);
+    CHECK(ps_queue_join(q) == 0, "join");
+    race_destroy(r, q, round);
+}
+
+static void put_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    race_delay(r, round);
+    int rc = ps_queue_put(q, (void *)(uintptr_t)round, true, PS_FOREVER);
+    CHECK(rc == 0, "put returned %d", rc);
+}
+
+static void get_round(struct racer *r, unsigned round)
+{
+    ps_queue_t *q = race_queue(round, round % 2);
+    void *x = NULL;
+    race_go(r, q, round);
+    int rc = ps_queue_get(q, &x, true, PS_FOREVER);
+    CHECK(rc == 0 && x == (void *)(uintptr_t)round, "get returned %d", rc);
+    race_destroy(r, q, round);
+}
+
+static void shutdown_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    race_delay(r, round / 2);
+    int rc = ps_queue_shutdown(q, round % 4 != 2);
+    CHECK(rc == 0, "shutdown returned %d", rc);
+}
+
+static void shutdown_round(struct racer *r, unsigned round)
+{
+    bool join = round % 2;
+    ps_queue_t *q = race_queue(round / 2, 0);
+    void *x;
+    if (join)
+        CHECK(ps_queue_put_nowait(q, (void *)1) == 0 && ps_queue_put_nowait(q, (void *)2) == 0,
+              "setup");
+    race_go(r, q, round);
+    if (join) {
+        CHECK(ps_queue_join(q) == 0, "join");
+    } else {
+        int rc = ps_queue_get(q, &x, true, PS_FOREVER);
+        CHECK(rc == ESHUTDOWN, "get after shutdown returned %d", rc);
+    }
+    race_destroy(r, q, round);
+}
+
+static void blocked_put_part(struct racer *r, ps_queue_t *q, unsigned round)
+{
+    (void)r;
+    (void)round;                /* the getter delays instead */
+    int rc = ps_queue_put(q, (void *)2, true, PS_FOREVER);
+    CHECK(rc == 0, "blocked put returned %d", rc);
+}
+
+static void full_round(struct racer *r, unsigned round)
+{
+    ps_queue_t *q = race_queue(round, 1);
+    void *a = NULL, *b = NULL;
+    CHECK(ps_queue_put_nowait(q, (void *)1) == 0, "setup");
+    race_go(r, q, round);
+    race_delay(r, round);
+    CHECK(ps_queue_get(q, &a, true, PS_FOREVER) == 0 && a == (void *)1, "first get");
+    CHECK(ps_queue_get(q, &b, true, PS_FOREVER) == 0 && b == (void *)2, "second get");
+    race_destroy(r, q, round);
+}
+
+/* Rounds per race. Each costs two TLB shootdowns (mprotect, munmap), tens of
+ * microseconds on a VM; under TSan fewer, so that make tsan stays in minutes. */
+#if defined(__SANITIZE_THREAD__)
+#define RACE_ROUNDS 25000
+#else
+#define RACE_ROUNDS 100000
+#endif
+
+int main(int argc, char **argv)
+{
+    unsigned race_rounds = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : RACE_ROUNDS;
     static const size_t sizes[] = { 0, 8 };
     for (int s = 0; s < 2; s++) {
         ps_queue_t q;
@@ -188,6 +412,10 @@ int main(void)
     }
     shutdown_run(false);
     shutdown_run(true);
+    race("join, destroy vs last task_done", race_rounds, task_done_part, join_round);
+    race("get, destroy vs put", race_rounds, put_part, get_round);
+    race("join/get, destroy vs shutdown", race_rounds, shutdown_part, shutdown_round);
+    race("blocked put, get, destroy", race_rounds, blocked_put_part, full_round);
     if (failures) {
         fprintf(stderr, "stress_queue: %d failures\n", failures);
         return 1;

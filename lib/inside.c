@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+#include "inside.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "pmutex.h"
+
+int inside_enter(struct ps__inside *in, bool shared)
+{
+    __atomic_fetch_add(&in->count, 1, __ATOMIC_SEQ_CST);
+    if (!shared)
+        return -1;
+    unsigned long long me = caller_id();
+    for (int i = 0; i < PS__INSIDE_IDS; i++) {
+        unsigned long long free_id = 0;
+        if (__atomic_compare_exchange_n(&in->ids[i], &free_id, me, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return i;
+    }
+    return -1;
+}
+
+void inside_leave(struct ps__inside *in, int entry)
+{
+    if (entry >= 0)
+        __atomic_store_n(&in->ids[entry], 0, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
+}
+
+bool inside_busy(struct ps__inside *in, bool shared)
+{
+    if (__atomic_load_n(&in->count, __ATOMIC_ACQUIRE) == 0)
+        return false;
+    if (!shared)
+        return true;                /* exact: threads of one process die together */
+    for (int i = 0; i < PS__INSIDE_IDS; i++) {
+        unsigned long long id = __atomic_load_n(&in->ids[i], __ATOMIC_RELAXED);
+        if (!id)
+            continue;
+        if (caller_alive(id))
+            return true;
+        /* Dead: leave for it. The exchange makes sure only one destroy does. */
+        if (__atomic_compare_exchange_n(&in->ids[i], &id, 0, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
+    }
+    /* Whoever is left was not recorded, or is entering or leaving right now. */
+    return __atomic_load_n(&in->count, __ATOMIC_ACQUIRE) != 0;
+}
+
+unsigned long long caller_id(void)
+{
+    return (unsigned long long)current_pid() << 32 | (unsigned)current_tid();
+}
+
+/* The state letter of /proc/PID/task/TID/stat: 'Z' and 'X' are dead. 0: unknown. */
+static char thread_state(pid_t pid, pid_t tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 'X' : 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');      /* the name may hold spaces and ')' */
+    return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* A killed process stays a zombie until its parent reaps it, and signal 0 still
+ * reaches a zombie, so a thread that exists is only alive if /proc says so. */
+bool caller_alive(unsigned long long id)
+{
+    pid_t pid = (pid_t)(id >> 32), tid = (pid_t)(id & 0xffffffffu);
+    int saved = errno;
+    bool exists = syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
+    char state = exists && pid != current_pid() ? thread_state(pid, tid) : 0;
+    errno = saved;
+    return exists && state != 'Z' && state != 'X' && state != 'x';
+}
