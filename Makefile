@@ -5,9 +5,12 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 # The version lives in include/pysync/base.h; the soname, pysync.pc and the man
 # pages' footers follow it (check-man checks the footers).
+# Before 1.0 every minor version may change the ABI, so it is part of the soname.
 version_part = $(shell sed -n 's/^\#define PS_VERSION_$(1) *\([0-9]*\).*/\1/p' include/pysync/base.h)
-SOMAJOR := $(call version_part,MAJOR)
-VERSION := $(SOMAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+MAJOR   := $(call version_part,MAJOR)
+MINOR   := $(call version_part,MINOR)
+VERSION := $(MAJOR).$(MINOR).$(call version_part,PATCH)
+SOMAJOR := $(if $(filter 0,$(MAJOR)),$(MAJOR).$(MINOR),$(MAJOR))
 
 WARN     = -std=c11 -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
@@ -52,6 +55,10 @@ help:
 	@echo "make stress     the long stress programs (tests/stress/)"
 	@echo "make bench      the benchmarks against pthreads, GLib and Python's figures"
 	@echo "make check-man  lint the man pages, compile and run their EXAMPLES"
+	@echo "make check-symbols / check-license / check-readme / install-check"
+	@echo "                the parts of make test: ps_-only exports, SPDX lines, the README"
+	@echo "                example, an install with pkg-config"
+	@echo "make examples   build examples/ into $(B)/examples/"
 	@echo "make install    PREFIX=/usr/local DESTDIR= LIBDIR=PREFIX/lib; make uninstall"
 	@echo "make clean      remove $(B)/"
 

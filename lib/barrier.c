@@ -94,8 +94,7 @@ ps_barrier_t *ps_barrier_new(unsigned parties, void (*action)(void *), void *arg
 
 void ps_barrier_free(ps_barrier_t *b)
 {
-    if (b && ps_barrier_destroy(b) == 0)
-        object_free(b, sizeof *b, b->_flags);
+    OBJECT_FREE(b, ps_barrier_destroy(b));
 }
 
 /* The last arrival: run the action, then release the round. */

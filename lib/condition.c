@@ -281,8 +281,7 @@ ps_condition_t *ps_condition_new(ps_rlock_t *lock, int flags)
 
 void ps_condition_free(ps_condition_t *c)
 {
-    if (c && ps_condition_destroy(c) == 0)
-        object_free(c, sizeof *c, c->_flags);
+    OBJECT_FREE(c, ps_condition_destroy(c));
 }
 
 int ps_condition_acquire(ps_condition_t *c, bool blocking, double timeout)

@@ -58,8 +58,7 @@ ps_event_t *ps_event_new(int flags)
 
 void ps_event_free(ps_event_t *ev)
 {
-    if (ev && ps_event_destroy(ev) == 0)
-        object_free(ev, sizeof *ev, ev->_flags);
+    OBJECT_FREE(ev, ps_event_destroy(ev));
 }
 
 int ps_event_set(ps_event_t *ev)

@@ -11,26 +11,18 @@
 
 #include "pmutex.h"
 
-int inside_enter(struct ps__inside *in, bool shared)
+/* Starts at an entry picked by the tid, so that callers rarely race for one. */
+int inside_record(struct ps__inside *in)
 {
-    __atomic_fetch_add(&in->count, 1, __ATOMIC_SEQ_CST);
-    if (!shared)
-        return -1;
     unsigned long long me = caller_id();
-    for (int i = 0; i < PS__INSIDE_IDS; i++) {
+    for (unsigned i = 0, first = (unsigned)me; i < PS__INSIDE_IDS; i++) {
+        unsigned at = (first + i) % PS__INSIDE_IDS;
         unsigned long long free_id = 0;
-        if (__atomic_compare_exchange_n(&in->ids[i], &free_id, me, false, __ATOMIC_RELAXED,
+        if (__atomic_compare_exchange_n(&in->ids[at], &free_id, me, false, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED))
-            return i;
+            return (int)at;
     }
     return -1;
-}
-
-void inside_leave(struct ps__inside *in, int entry)
-{
-    if (entry >= 0)
-        __atomic_store_n(&in->ids[entry], 0, __ATOMIC_RELAXED);
-    __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
 }
 
 bool inside_busy(struct ps__inside *in, bool shared)

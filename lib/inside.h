@@ -18,10 +18,24 @@
 #include <pysync/threading.h>
 #include <stdbool.h>
 
-/* Returns the entry the caller recorded itself in (-1: none), for inside_leave. */
-int  inside_enter(struct ps__inside *in, bool shared);
+int  inside_record(struct ps__inside *in);      /* shared: the entry taken, or -1 */
+
+/* Returns the entry the caller recorded itself in (-1: none), for inside_leave.
+ * Inline: it is on every contended lock acquire. */
+static inline int inside_enter(struct ps__inside *in, bool shared)
+{
+    __atomic_fetch_add(&in->count, 1, __ATOMIC_SEQ_CST);
+    return shared ? inside_record(in) : -1;
+}
+
 /* The caller's last access to the object. */
-void inside_leave(struct ps__inside *in, int entry);
+static inline void inside_leave(struct ps__inside *in, int entry)
+{
+    if (entry >= 0)
+        __atomic_store_n(&in->ids[entry], 0, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
+}
+
 /* For destroy: is a caller, alive as far as anyone can tell, still inside? */
 bool inside_busy(struct ps__inside *in, bool shared);
 

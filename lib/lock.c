@@ -48,8 +48,7 @@ ps_lock_t *ps_lock_new(int flags)
 
 void ps_lock_free(ps_lock_t *lock)
 {
-    if (lock && ps_lock_destroy(lock) == 0)
-        object_free(lock, sizeof *lock, lock->_flags);
+    OBJECT_FREE(lock, ps_lock_destroy(lock));
 }
 
 /* Callers that may sleep count themselves in _inside, so destroy can see them. */

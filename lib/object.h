@@ -24,4 +24,18 @@ void  object_free(void *obj, size_t size, int flags);
         return obj_;                                               \
     } while (0)
 
+/* The common body of ps_xxx_free: a NULL object is a no-op; one that destroy
+ * finds busy is left alone with errno EBUSY (free returns nothing), as the
+ * queue has always done; otherwise errno is untouched. */
+#define OBJECT_FREE(obj, destroy_call)                             \
+    do {                                                           \
+        if (!(obj))                                                \
+            return;                                                \
+        int flags_ = (obj)->_flags, err_ = destroy_call;           \
+        if (err_)                                                  \
+            errno = err_;                                          \
+        else                                                       \
+            object_free((obj), sizeof *(obj), flags_);             \
+    } while (0)
+
 #endif

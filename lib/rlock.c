@@ -51,8 +51,7 @@ ps_rlock_t *ps_rlock_new(int flags)
 
 void ps_rlock_free(ps_rlock_t *rl)
 {
-    if (rl && ps_rlock_destroy(rl) == 0)
-        object_free(rl, sizeof *rl, rl->_flags);
+    OBJECT_FREE(rl, ps_rlock_destroy(rl));
 }
 
 /* The caller (tid me) now holds the underlying lock, or inherited it (EOWNERDEAD). */

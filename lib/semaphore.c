@@ -77,8 +77,7 @@ ps_semaphore_t *ps_bounded_semaphore_new(int value, int flags)
 
 void ps_semaphore_free(ps_semaphore_t *s)
 {
-    if (s && ps_semaphore_destroy(s) == 0)
-        object_free(s, sizeof *s, s->_flags);
+    OBJECT_FREE(s, ps_semaphore_destroy(s));
 }
 
 static bool try_take(ps_semaphore_t *s)

@@ -22,6 +22,13 @@ extern "C" {
 #define PS_SHARED 1        /* object is shared between processes (MAP_SHARED memory) */
 #define PS_FOREVER (-1.0)  /* timeout that never expires */
 
+/* Private: an all-zero initializer that -Wextra accepts in C and in C++. */
+#ifdef __cplusplus
+#define PS__ZEROED {}
+#else
+#define PS__ZEROED { 0 }
+#endif
+
 /* Private: the callers inside a blocking call of an object, which destroy counts.
  * Shared objects also record who some of them are, so that destroy can discount
  * a caller whose process was killed (see EBUSY in pysync(7)). */
@@ -37,9 +44,12 @@ typedef struct ps_lock {
         unsigned word;          /* private: 0 free, 1 held, 2 held with sleepers */
         pthread_mutex_t mutex;  /* PS_SHARED: robust, process-shared */
     } _u;
+    int _flags;                 /* next to the word: the fast path reads both */
     struct ps__inside _inside;  /* callers inside a blocking acquire */
-    int _flags;
 } ps_lock_t;
+
+/* A zeroed ps_lock_t (static storage, calloc) is an unlocked private lock. */
+#define PS_LOCK_INITIALIZER PS__ZEROED
 
 PS_EXTERN int ps_lock_init(ps_lock_t *lock, int flags);        /* flags: 0 or PS_SHARED */
 PS_EXTERN int ps_lock_destroy(ps_lock_t *lock);                /* EBUSY while held */
@@ -58,9 +68,12 @@ typedef struct ps_rlock {
     } _u;
     unsigned long _owner;       /* private: kernel tid of the holder */
     unsigned _depth;            /* recursion depth, written by the holder only */
-    struct ps__inside _inside;  /* callers inside a blocking acquire */
     int _flags;
+    struct ps__inside _inside;  /* callers inside a blocking acquire */
 } ps_rlock_t;
+
+/* A zeroed ps_rlock_t is an unlocked private RLock. */
+#define PS_RLOCK_INITIALIZER PS__ZEROED
 
 PS_EXTERN int ps_rlock_init(ps_rlock_t *rlock, int flags);
 PS_EXTERN int ps_rlock_destroy(ps_rlock_t *rlock);             /* EBUSY while held */
@@ -88,6 +101,9 @@ typedef struct ps_condition {
     struct ps__cond_slot _slots[PS_CONDITION_SHARED_WAITERS];
 } ps_condition_t;
 
+/* A zeroed ps_condition_t is a private condition with its own RLock. */
+#define PS_CONDITION_INITIALIZER PS__ZEROED
+
 PS_EXTERN int ps_condition_init(ps_condition_t *cond, ps_rlock_t *lock, int flags); /* lock NULL: own RLock */
 PS_EXTERN int ps_condition_destroy(ps_condition_t *cond);      /* EBUSY while waited on */
 PS_EXTERN ps_condition_t *ps_condition_new(ps_rlock_t *lock, int flags);
@@ -110,6 +126,10 @@ typedef struct ps_semaphore {
     struct ps__inside _inside;  /* callers inside a blocking acquire */
 } ps_semaphore_t;
 
+/* Private semaphores in static storage (a zeroed one is not valid). */
+#define PS_SEMAPHORE_INITIALIZER(value) { (value), 0x7fffffffu, 0, { 0, { 0 } } }
+#define PS_BOUNDED_SEMAPHORE_INITIALIZER(value) { (value), (value), 0, { 0, { 0 } } }
+
 PS_EXTERN int ps_semaphore_init(ps_semaphore_t *sem, int value, int flags); /* value < 0: EINVAL */
 PS_EXTERN int ps_bounded_semaphore_init(ps_semaphore_t *sem, int value, int flags);
 PS_EXTERN int ps_semaphore_destroy(ps_semaphore_t *sem);       /* EBUSY while waited on */
@@ -126,6 +146,9 @@ typedef struct ps_event {
     int _flags;
     struct ps__inside _inside;  /* callers inside wait */
 } ps_event_t;
+
+/* A zeroed ps_event_t is a private event, not set. */
+#define PS_EVENT_INITIALIZER PS__ZEROED
 
 PS_EXTERN int ps_event_init(ps_event_t *ev, int flags);
 PS_EXTERN int ps_event_destroy(ps_event_t *ev);                /* EBUSY while waited on */

@@ -182,12 +182,13 @@ static void bench_uncontended(void)
 enum { K_PS, K_RAW };
 
 typedef struct ctr {
-    /* the lock and the counter it guards share one cache line, for both systems */
-    alignas(64) union {
+    /* the counter and the lock that guards it share one cache line, for both
+     * systems (a ps_lock_t is larger than a pthread_mutex_t: counter first) */
+    alignas(64) volatile long counter;
+    union {
         ps_lock_t ps;
         pthread_mutex_t m;
     } lk;
-    volatile long counter;
     alignas(64) atomic_int ready;
     atomic_int go;
     atomic_int stop;
