@@ -36,7 +36,7 @@ STRESSES = $(STRESS_SRC:tests/stress/%.c=$(B)/stress/%)
 # Programs shown by `make demo`, in order (examples/NAME.c).
 DEMOS    = $(basename $(notdir $(EX_SRC)))
 
-.PHONY: all help check check-license check-symbols check-readme test debug deps demo examples sanitize tsan stress check-man install uninstall \
+.PHONY: verify deps-verify all help check check-license check-symbols check-readme test debug deps demo examples sanitize tsan stress check-man install uninstall \
         install-check bench bench-build deps-bench clean
 .DELETE_ON_ERROR:
 
@@ -53,6 +53,7 @@ help:
 	@echo "make sanitize   the tests under AddressSanitizer and UBSan"
 	@echo "make tsan       the stress programs and examples under ThreadSanitizer"
 	@echo "make stress     the long stress programs (tests/stress/)"
+	@echo "make verify     check the protocol models (tests/models/*.pml) with SPIN"
 	@echo "make bench      the benchmarks against pthreads, GLib and Python's figures"
 	@echo "make check-man  lint the man pages, compile and run their EXAMPLES"
 	@echo "make check-symbols / check-license / check-readme / install-check"
@@ -139,6 +140,21 @@ check-readme: $(STATIC)
 debug: | deps
 	$(MAKE) B=$(B)/debug CFLAGS="-O1 -g -DPS_DEBUG" $(B)/debug/tests/run
 	$(B)/debug/tests/run --jobs 2
+
+# ---- verify: protocol models checked by SPIN against every interleaving ----
+MODELS = $(wildcard tests/models/*.pml)
+deps-verify:
+	@command -v spin >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spin >/dev/null; \
+	  else echo "run: sudo apt-get install spin"; exit 1; fi; }
+
+verify: | deps-verify
+	@set -e; for m in $(MODELS); do d=$(B)/verify/$$(basename $$m .pml); mkdir -p $$d; \
+	  (cd $$d && spin -a $(CURDIR)/$$m >/dev/null && $(CC) -O2 -w -o pan pan.c && \
+	   ./pan -m200000 > pan.out) ; \
+	  grep -q "errors: 0" $$d/pan.out || { cat $$d/pan.out; exit 1; }; \
+	  echo "verify: $$m: $$(grep -o '[0-9]* states, stored' $$d/pan.out), no errors"; done
 
 # ---- sanitizers ----
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
