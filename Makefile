@@ -17,12 +17,12 @@ CFLAGS  ?= -O2 -g
 LIBFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE -Iinclude -Ilib -pthread
 TESTFLAGS= $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iinclude -pthread
 
-LIB_SRC  = $(wildcard lib/*.c shm/*.c)
+LIB_SRC  = $(filter-out shm/pysync-stat.c,$(wildcard lib/*.c shm/*.c))
 TEST_SRC = $(wildcard tests/test_*.c)
 BENCH_SRC= $(wildcard tests/bench/*.c)
 STRESS_SRC=$(wildcard tests/stress/*.c)
 EX_SRC   = $(wildcard examples/*.c)
-MAN_SRC  = $(wildcard man/man3/*.3 man/man7/*.7)
+MAN_SRC  = $(wildcard man/man1/*.1 man/man3/*.3 man/man7/*.7)
 HEADERS  = $(wildcard include/pysync/*.h)
 
 B        = build
@@ -40,10 +40,11 @@ DEMOS    = $(basename $(notdir $(EX_SRC)))
         install-check bench bench-build deps-bench clean
 .DELETE_ON_ERROR:
 
-all: $(STATIC) $(B)/libpysync.so
+all: $(STATIC) $(B)/libpysync.so $(B)/pysync-stat
 
 help:
-	@echo "make            build $(STATIC) and $(B)/libpysync.so (soname libpysync.so.$(SOMAJOR))"
+	@echo "make            build $(STATIC), $(B)/libpysync.so (soname libpysync.so.$(SOMAJOR))"
+	@echo "                and $(B)/pysync-stat, which shows what a manager segment holds"
 	@echo "make test       build, lint the man pages and run their examples, check the"
 	@echo "                exported symbols and an installed copy, run the Criterion tests"
 	@echo "make check      the same as make test"
@@ -85,6 +86,11 @@ $(B)/libpysync.so: $(SHARED)
 	ln -sf libpysync.so.$(VERSION) $(B)/libpysync.so.$(SOMAJOR)
 	ln -sf libpysync.so.$(VERSION) $@
 
+# pysync-stat(1) reads segments with internals the libraries hide: it links the
+# objects themselves.
+$(B)/pysync-stat: shm/pysync-stat.c $(OBJ)
+	$(CC) $(LIBFLAGS) -o $@ $< $(OBJ) $(LDEXTRA)
+
 # ---- dependencies (Debian) ----
 deps:
 	@missing=""; \
@@ -109,6 +115,13 @@ deps-bench: deps
 $(B)/tests/run: $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(TESTFLAGS) -o $@ $(TEST_SRC) $(STATIC) -lcriterion -lm
+
+# An unrelated process for the manager tests (exec'ed by tests/test_manager.c).
+$(B)/tests/manager_helper: tests/manager_helper.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(TESTFLAGS) -o $@ $< $(STATIC)
+$(B)/tests/run: $(B)/tests/manager_helper $(B)/pysync-stat
+$(B)/tests/run-san: $(B)/tests/manager_helper $(B)/pysync-stat
 
 test: all check-symbols check-license check-man check-readme install-check $(B)/tests/run
 	$(B)/tests/run --jobs 2
@@ -212,7 +225,7 @@ check-man: $(STATIC) | deps
 	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "check-man: $(words $(MAN_SRC)) pages clean"
 	@bad=$$(grep -L '^\.Os pysync $(VERSION)$$' $(MAN_SRC)); \
 	[ -z "$$bad" ] || { echo "check-man: footer is not '.Os pysync $(VERSION)': $$bad"; exit 1; }
-	@tests/man_examples.sh "$(CC)" $(STATIC) include $(MAN_SRC)
+	@tests/man_examples.sh "$(CC)" $(STATIC) include $(filter-out man/man1/%,$(MAN_SRC))
 
 # ---- install ----
 LIBDIR = $(PREFIX)/lib
@@ -222,7 +235,8 @@ PCDIR  = $(LIBDIR)/pkgconfig
 
 install: all
 	install -d $(DESTDIR)$(INCDIR)/pysync $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR) \
-	  $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	  $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 755 $(B)/pysync-stat $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(HEADERS) $(DESTDIR)$(INCDIR)/pysync/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
@@ -231,6 +245,7 @@ install: all
 	sed -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	  pysync.pc.in \
 	  > $(DESTDIR)$(PCDIR)/pysync.pc
+	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(wildcard man/man3/*.3) $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(MANDIR)/man7/
 	@# one .so link page per function named in a page's NAME section (.Nm)
@@ -241,7 +256,8 @@ install: all
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/pysync
-	rm -f $(DESTDIR)$(LIBDIR)/libpysync.* $(DESTDIR)$(PCDIR)/pysync.pc
+	rm -f $(DESTDIR)$(LIBDIR)/libpysync.* $(DESTDIR)$(PCDIR)/pysync.pc $(DESTDIR)$(PREFIX)/bin/pysync-stat
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard man/man1/*.1)))
 	@for p in $(wildcard man/man3/*.3); do page=$$(basename $$p); \
 	  for fn in $$(sed -n 's/^\.Nm \([a-z_0-9]*\).*/\1/p' $$p | sort -u); do \
 	    rm -f $(DESTDIR)$(MANDIR)/man3/$$fn.3; done; \
@@ -260,6 +276,7 @@ install-check: all
 	LD_LIBRARY_PATH=$$d/opt/pysync/lib/multiarch $$d/prog; \
 	c++ -x c++ -Wall -Werror -fsyntax-only $$(pkg-config --cflags pysync) tests/install_prog.c; \
 	test -f $$d/opt/pysync/share/man/man3/ps_lock_acquire.3; \
+	test -x $$d/opt/pysync/bin/pysync-stat -a -f $$d/opt/pysync/share/man/man1/pysync-stat.1; \
 	$(MAKE) -s uninstall $$inst; \
 	left=$$(find $$d/opt -type f); [ -z "$$left" ] || { echo "uninstall left: $$left"; exit 1; }; \
 	echo "install-check: ok (LIBDIR=/opt/pysync/lib/multiarch)"

@@ -28,7 +28,8 @@ static const struct {
     { EEXIST, "EEXIST", "already exists, or holds an object of another type" },
     { EPROTO, "EPROTO", "not a pysync segment, another layout version, or truncated" },
     { EBUSY, "EBUSY", "in use: held or waited on; nothing was changed" },
-    { EDEADLK, "EDEADLK", "a thread cannot join itself" },
+    { EDEADLK, "EDEADLK", "a thread or process cannot join itself" },
+    { ECHILD, "ECHILD", "the child process was reaped elsewhere (waitpid), or is not ours" },
 };
 
 static int find(int code)

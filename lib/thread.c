@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <pysync/threading.h>
 
+#include "thread.h"
 #include "timing.h"
 
 enum state { NEW, RUNNING, DONE };
@@ -53,7 +54,7 @@ static struct {
     unsigned running;
 } registry = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
 
-static void join_non_daemon_threads(void)
+void join_non_daemon_threads(void)
 {
     /* exit() called from a non-daemon thread must not wait for itself. */
     unsigned self = current && !current->adopted && !current->daemon ? 1 : 0;
@@ -63,11 +64,14 @@ static void join_non_daemon_threads(void)
     pthread_mutex_unlock(&registry.mutex);
 }
 
+/* The forking thread is the child's main thread now, and not in its registry:
+ * it is adopted afresh (as Python's _after_fork makes it the main thread). */
 static void registry_reset_in_child(void)
 {
     pthread_mutex_init(&registry.mutex, NULL);
     pthread_cond_init(&registry.changed, NULL);
     registry.running = 0;
+    current = NULL;
 }
 
 static void registry_setup(void)

@@ -5,5 +5,6 @@
 
 #include <pysync/threading.h>
 #include <pysync/queue.h>
+#include <pysync/multiprocessing.h>
 
 #endif
