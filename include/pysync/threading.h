@@ -142,9 +142,11 @@ PS_EXTERN int ps_semaphore_value(const ps_semaphore_t *sem);
 
 /* ---- Event ---- */
 typedef struct ps_event {
+    /* First, so that its count (written by every waiter, even one that only
+     * spins) is never on the cache line of _state, which set swaps. */
+    struct ps__inside _inside;  /* callers inside wait */
     unsigned _state;            /* futex word: bit 0 set, bit 1 sleepers, 2.. sets */
     int _flags;
-    struct ps__inside _inside;  /* callers inside wait */
 } ps_event_t;
 
 /* A zeroed ps_event_t is a private event, not set. */
