@@ -480,24 +480,25 @@ static int signal_child(ps_process_t *p, int sig)
     return err;
 }
 
-int ps_process_terminate(ps_process_t *p)
+/* terminate and kill: the public checks around signal_child. */
+static int signal_public(ps_process_t *p, int sig)
 {
     if (!p)
         return EINVAL;
     int saved = errno;
-    int err = signal_child(p, SIGTERM);
+    int err = signal_child(p, sig);
     errno = saved;
     return err;
 }
 
+int ps_process_terminate(ps_process_t *p)
+{
+    return signal_public(p, SIGTERM);
+}
+
 int ps_process_kill(ps_process_t *p)
 {
-    if (!p)
-        return EINVAL;
-    int saved = errno;
-    int err = signal_child(p, SIGKILL);
-    errno = saved;
-    return err;
+    return signal_public(p, SIGKILL);
 }
 
 int ps_process_exitcode(ps_process_t *p)

@@ -34,35 +34,20 @@ static void *timer_main(void *p)
     return NULL;
 }
 
-/* On failure nothing is left to destroy. */
-static int sync_init(ps_timer_t *t)
+/* Makes the event, the mutex and the thread; on failure nothing is left behind. */
+static int timer_parts_init(ps_timer_t *t)
 {
     int err = ps_event_init(&t->finished, 0);
     if (err)
         return err;
-    err = pthread_mutex_init(&t->mutex, NULL);
-    if (err)
-        ps_event_destroy(&t->finished);
-    return err;
-}
-
-static void sync_destroy(ps_timer_t *t)
-{
-    pthread_mutex_destroy(&t->mutex);
-    ps_event_destroy(&t->finished);
-}
-
-/* Makes the event, the mutex and the thread; on failure nothing is left to destroy. */
-static int timer_parts_init(ps_timer_t *t)
-{
-    int err = sync_init(t);
-    if (err)
-        return err;
-    t->thread = ps_thread_new(timer_main, t, NULL);
-    if (t->thread)
+    if ((err = pthread_mutex_init(&t->mutex, NULL)) != 0)
+        goto no_mutex;
+    if ((t->thread = ps_thread_new(timer_main, t, NULL)) != NULL)
         return 0;
     err = errno;
-    sync_destroy(t);
+    pthread_mutex_destroy(&t->mutex);
+no_mutex:
+    ps_event_destroy(&t->finished);
     return err;
 }
 
@@ -126,6 +111,7 @@ void ps_timer_free(ps_timer_t *t)
         ps_thread_join(t->thread, PS_FOREVER, NULL);
     }
     ps_thread_free(t->thread);
-    sync_destroy(t);
+    pthread_mutex_destroy(&t->mutex);
+    ps_event_destroy(&t->finished);
     free(t);
 }

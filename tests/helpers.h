@@ -11,6 +11,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -502,6 +503,26 @@ static inline int destroy_stays_ebusy(int (*destroy)(void *), void *obj, double 
     return EBUSY;
 }
 
+/* A thread that records its kernel tid, then blocks on obj through w->wait, which
+ * calls tid_waiter_ready(w) just before it blocks; w->rc gets what wait returned. */
+typedef struct tid_waiter {
+    void *obj;
+    int (*wait)(struct tid_waiter *w);
+    pid_t tid;
+    atomic_int ready;
+    int rc;
+} tid_waiter_t;
+
+static inline void tid_waiter_ready(tid_waiter_t *w) { atomic_store(&w->ready, 1); }
+
+static inline void *tid_waiter_main(void *arg)
+{
+    tid_waiter_t *w = (tid_waiter_t *)arg;
+    w->tid = gettid();
+    w->rc = w->wait(w);
+    return NULL;
+}
+
 /* Thread t (kernel tid `tid`) of this process is about to sleep in a wait on obj:
  * once it sleeps, a SIGUSR2 handler that runs for `secs` s is run in it, and destroy
  * is polled during the handler (all but its last 0.1 s). Returns EBUSY if every call
@@ -813,13 +834,7 @@ static inline int race_owned_lock_init(void *o, page_race_t *r) { return ps_lock
 static inline int race_owned_lock_waiter(void *o, page_race_t *r)
 {
     race_wait_held(r);
-    int rc = ps_lock_acquire(o, true, PS_FOREVER);
-    if (rc)
-        return race_fail(r, false, "ps_lock_acquire", rc);
-    if ((rc = ps_lock_release(o)))
-        return race_fail(r, false, "ps_lock_release", rc);
-    DESTROY_RETRY(rc, ps_lock_destroy(o));
-    return race_destroyed(r, false, "ps_lock_destroy after acquire", rc, o);
+    return race_lock_waiter(o, r);
 }
 static inline int race_owned_lock_waker(void *o, page_race_t *r)
 {
@@ -914,6 +929,117 @@ static inline int race_barrier_party(void *o, page_race_t *r, bool waker)
 }
 static inline int race_barrier_waiter(void *o, page_race_t *r) { return race_barrier_party(o, r, false); }
 static inline int race_barrier_waker(void *o, page_race_t *r) { return race_barrier_party(o, r, true); }
+
+/* ---- a persistent waker thread for "wait, then destroy" races ----
+ *
+ * The main thread waits on an object alone on a page, destroys it and makes the
+ * page PROT_NONE at once; the waker is one persistent thread that plays its part
+ * once per round after a handshake (two semaphores, off the page), so rounds cost
+ * microseconds. Two phases:
+ *   apart:    the waker runs wherever the scheduler puts it, after a delay that
+ *             varies with the round (race_delay), so the waiter is sometimes still
+ *             polling and sometimes asleep on its futex when the change lands;
+ *   together: both threads share one CPU and the waker runs at SCHED_IDLE, so the
+ *             waiter that its futex_wake readies preempts it right there and runs
+ *             on to destroy while the waker is still in its wake path. */
+typedef struct racer {
+    void (*part)(struct racer *r, void *obj, unsigned round);  /* the waker's */
+    void *obj;                  /* this round's object, handed over by race_go */
+    unsigned round;
+    sem_t go, done;             /* main -> waker: play; waker -> main: played */
+    bool together;
+    bool stop;
+    int errors;                 /* the waker's unexpected return codes */
+    cpu_set_t cpus;             /* the main thread's affinity before the phase */
+    pthread_t thread;
+} racer_t;
+
+/* Busy-waits about us microseconds: sleeping would hand the CPU over. */
+static inline void spin_us(double us)
+{
+    double end = now() + us * 1e-6;
+    while (now() < end)
+        ;
+}
+
+/* Apart: 0, 3, 40 or 250 us, the last outlasting the waiter's polling so that it
+ * sleeps. Together: none, the waker runs only once the waiter blocks. */
+static inline void race_delay(const racer_t *r, unsigned round)
+{
+    static const double us[] = { 0, 3, 40, 250 };
+    if (!r->together)
+        spin_us(us[round % 4]);
+}
+
+static inline void race_expect(racer_t *r, int rc, int want)
+{
+    if (rc != want)
+        __atomic_fetch_add(&r->errors, 1, __ATOMIC_RELAXED);
+}
+
+static inline void sem_wait_any(sem_t *s)
+{
+    while (sem_wait(s) != 0)
+        ;                       /* EINTR */
+}
+
+static inline void *racer_main(void *arg)
+{
+    racer_t *r = (racer_t *)arg;
+    if (r->together) {          /* unprivileged threads may lower themselves */
+        struct sched_param idle = { 0 };
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    }
+    for (;;) {
+        sem_wait_any(&r->go);
+        if (r->stop)
+            return NULL;
+        r->part(r, r->obj, r->round);
+        sem_post(&r->done);
+    }
+}
+
+/* Together: the waker joins the main thread on the CPU it runs on (not a fixed
+ * one, so that tests running in parallel spread out). */
+static inline void racer_start(racer_t *r, void (*part)(racer_t *, void *, unsigned),
+                               bool together)
+{
+    *r = (racer_t){ .part = part, .together = together };
+    if (sem_init(&r->go, 0, 0) || sem_init(&r->done, 0, 0) ||
+        pthread_getaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus))
+        abort();
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (together) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(sched_getcpu(), &one);
+        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+    }
+    if (pthread_create(&r->thread, &attr, racer_main, r) != 0)
+        abort();
+    pthread_attr_destroy(&attr);
+}
+
+/* Returns the waker's count of unexpected return codes. */
+static inline int racer_stop(racer_t *r)
+{
+    r->stop = true;
+    sem_post(&r->go);
+    pthread_join(r->thread, NULL);
+    pthread_setaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus);
+    sem_destroy(&r->go);
+    sem_destroy(&r->done);
+    return r->errors;
+}
+
+static inline void race_go(racer_t *r, void *obj, unsigned round)
+{
+    r->obj = obj;
+    r->round = round;
+    sem_post(&r->go);
+}
 
 /* ---- mutual exclusion counters ---- */
 

@@ -1271,24 +1271,15 @@ Test(condition_shared, destroy_ebusy_while_notified_waiter_retakes_lock)
     shm_free(s, sizeof *s);
 }
 
-typedef struct cond_tid_waiter {
-    ps_condition_t *c;
-    pid_t tid;
-    atomic_int ready;
-    int rc;
-} cond_tid_waiter_t;
-
-static void *cond_tid_waiter(void *arg)
+static int cond_tid_wait(tid_waiter_t *w)
 {
-    cond_tid_waiter_t *w = arg;
-    w->tid = gettid();
-    w->rc = ps_condition_acquire(w->c, true, PS_FOREVER);
-    if (w->rc)
-        return NULL;
-    atomic_store(&w->ready, 1);
-    w->rc = ps_condition_wait(w->c, 10.0);
-    ps_condition_release(w->c);
-    return NULL;
+    int rc = ps_condition_acquire(w->obj, true, PS_FOREVER);
+    if (rc)
+        return rc;
+    tid_waiter_ready(w);
+    rc = ps_condition_wait(w->obj, 10.0);
+    ps_condition_release(w->obj);
+    return rc;
 }
 
 /* A waiter whose thread runs a 0.5 s signal handler in the middle of its wait is
@@ -1297,9 +1288,9 @@ Test(condition_shared, destroy_ebusy_while_waiter_runs_long_signal_handler)
 {
     ps_condition_t *c = shm_alloc(sizeof *c);
     CHECK_RC(ps_condition_init(c, NULL, PS_SHARED), 0);
-    cond_tid_waiter_t w = { .c = c };
+    tid_waiter_t w = { .obj = c, .wait = cond_tid_wait };
     pthread_t t;
-    start_threads(&t, 1, cond_tid_waiter, &w, 0);
+    start_threads(&t, 1, tid_waiter_main, &w, 0);
     cr_assert(wait_count(&w.ready, 1, 5.0));
     CHECK_RC(ps_condition_acquire(c, true, PS_FOREVER), 0);    /* it is in wait */
     CHECK_RC(ps_condition_release(c), 0);

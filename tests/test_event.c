@@ -452,20 +452,10 @@ Test(event_shared, waiter_destroys_right_after_wait) { event_page_race(PS_SHARED
 
 static int ev_destroy(void *ev) { return ps_event_destroy(ev); }
 
-typedef struct ev_tid_waiter {
-    ps_event_t *ev;
-    pid_t tid;
-    atomic_int ready;
-    int rc;
-} ev_tid_waiter_t;
-
-static void *ev_tid_waiter(void *arg)
+static int ev_tid_wait(tid_waiter_t *w)
 {
-    ev_tid_waiter_t *w = arg;
-    w->tid = gettid();
-    atomic_store(&w->ready, 1);
-    w->rc = ps_event_wait(w->ev, 10.0);
-    return NULL;
+    tid_waiter_ready(w);
+    return ps_event_wait(w->obj, 10.0);
 }
 
 /* A waiter whose thread runs a 0.5 s signal handler in the middle of its wait is
@@ -475,9 +465,9 @@ Test(event_shared, destroy_ebusy_while_waiter_runs_long_signal_handler)
 {
     ps_event_t *ev = shm_alloc(sizeof *ev);
     CHECK_RC(ps_event_init(ev, PS_SHARED), 0);
-    ev_tid_waiter_t w = { .ev = ev };
+    tid_waiter_t w = { .obj = ev, .wait = ev_tid_wait };
     pthread_t t;
-    start_threads(&t, 1, ev_tid_waiter, &w, 0);
+    start_threads(&t, 1, tid_waiter_main, &w, 0);
     cr_assert(wait_count(&w.ready, 1, 5.0));
     int calls, rc = destroy_during_long_handler(t, w.tid, ev_destroy, ev, 0.5, &calls);
     cr_assert_eq(rc, EBUSY, "destroy during the waiter's signal handler returned %d (%s) "

@@ -899,112 +899,14 @@ Test(queue, many_threads_bounded) { many_threads(64); }
 
 /* ---- wait, then destroy: the waker must not touch the queue afterwards ----
  *
- * Each round's queue lives alone on a fresh page. The main thread waits (join,
- * get...), destroys the queue as soon as its wait is over, and the moment
- * destroy returns 0 makes the page PROT_NONE: a waker still touching the queue
- * on another thread faults at once. The waker is one persistent thread that
- * plays its part once per round after a handshake (two semaphores, off the
- * page), so rounds cost microseconds. Each test runs two phases:
- *   apart:    the waker runs wherever the scheduler puts it, after a delay that
- *             varies with the round, so the waiter is sometimes still polling
- *             and sometimes asleep on its futex when the change lands;
- *   together: both threads share one CPU and the waker runs at SCHED_IDLE, so
- *             the waiter that its futex_wake readies preempts it right there
- *             and runs on to destroy while the waker is still in its wake
- *             path, which on a loaded machine happens only now and then. */
+ * Each round's queue lives alone on a fresh page; the waker is the persistent
+ * racer of helpers.h, in its two phases (apart, together). The main thread
+ * waits (join, get...), destroys the queue as soon as its wait is over, and the
+ * moment destroy returns 0 makes the page PROT_NONE: a waker still touching the
+ * queue on another thread faults at once. */
 
 enum { RACE_ROUNDS = 2000, RACE_MIN_ROUNDS = 500 };     /* per phase */
 #define RACE_BUDGET 0.7         /* seconds per phase, past RACE_MIN_ROUNDS */
-
-struct racer {
-    void (*part)(struct racer *r, ps_queue_t *q, unsigned round);  /* the waker's */
-    ps_queue_t *q;              /* this round's queue, handed over by go */
-    unsigned round;
-    sem_t go, done;             /* main -> waker: play; waker -> main: played */
-    bool together;
-    bool stop;
-    int errors;                 /* the waker's unexpected return codes */
-    cpu_set_t cpus;             /* the main thread's affinity before the phase */
-    pthread_t thread;
-};
-
-/* Busy-waits about us microseconds: sleeping would hand the CPU over. */
-static void spin_us(double us)
-{
-    double end = now() + us * 1e-6;
-    while (now() < end)
-        ;
-}
-
-/* Apart: 0, 3, 40 or 250 us, the last outlasting the waiter's polling so that
- * it sleeps. Together: none, the waker runs only once the waiter blocks. */
-static void race_delay(const struct racer *r, unsigned round)
-{
-    static const double us[] = { 0, 3, 40, 250 };
-    if (!r->together)
-        spin_us(us[round % 4]);
-}
-
-static void race_expect(struct racer *r, int rc, int want)
-{
-    if (rc != want)
-        __atomic_fetch_add(&r->errors, 1, __ATOMIC_RELAXED);
-}
-
-static void sem_wait_any(sem_t *s)
-{
-    while (sem_wait(s) != 0)
-        ;                       /* EINTR */
-}
-
-static void *racer_main(void *arg)
-{
-    struct racer *r = arg;
-    if (r->together) {          /* unprivileged threads may lower themselves */
-        struct sched_param idle = { 0 };
-        pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
-    }
-    for (;;) {
-        sem_wait_any(&r->go);
-        if (r->stop)
-            return NULL;
-        r->part(r, r->q, r->round);
-        sem_post(&r->done);
-    }
-}
-
-/* Together: the waker joins the main thread on the CPU it runs on (not a fixed
- * one, so that tests running in parallel spread out). */
-static void racer_start(struct racer *r, void (*part)(struct racer *, ps_queue_t *, unsigned),
-                        bool together)
-{
-    *r = (struct racer){ .part = part, .together = together };
-    cr_assert_eq(sem_init(&r->go, 0, 0), 0);
-    cr_assert_eq(sem_init(&r->done, 0, 0), 0);
-    cr_assert_eq(pthread_getaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus), 0);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    if (together) {
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(sched_getcpu(), &one);
-        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
-        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
-    }
-    cr_assert_eq(pthread_create(&r->thread, &attr, racer_main, r), 0);
-    pthread_attr_destroy(&attr);
-}
-
-static void racer_stop(struct racer *r)
-{
-    r->stop = true;
-    sem_post(&r->go);
-    join_thread(r->thread);
-    pthread_setaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus);
-    sem_destroy(&r->go);
-    sem_destroy(&r->done);
-    cr_assert_eq(r->errors, 0, "the waker got %d unexpected return codes", r->errors);
-}
 
 /* A fresh page holding only a queue of the round's kind. */
 static ps_queue_t *race_queue(unsigned round, size_t maxsize)
@@ -1012,13 +914,6 @@ static ps_queue_t *race_queue(unsigned round, size_t maxsize)
     ps_queue_t *q = page_alloc();
     make(q, kinds[round % 3], maxsize);
     return q;
-}
-
-static void race_go(struct racer *r, ps_queue_t *q, unsigned round)
-{
-    r->q = q;
-    r->round = round;
-    sem_post(&r->go);
 }
 
 /* The wait is over: destroy at once, seal the page, and unmap it once the
@@ -1038,7 +933,7 @@ static void race_destroy(struct racer *r, ps_queue_t *q, unsigned round)
 
 /* Both phases: RACE_ROUNDS rounds each, or fewer past RACE_MIN_ROUNDS once the
  * phase's time budget is spent (a loaded VM). */
-static void race(void (*part)(struct racer *, ps_queue_t *, unsigned),
+static void race(void (*part)(struct racer *, void *, unsigned),
                  void (*round_fn)(struct racer *, unsigned))
 {
     for (int together = 0; together < 2; together++) {
@@ -1050,12 +945,13 @@ static void race(void (*part)(struct racer *, ps_queue_t *, unsigned),
                 break;
             round_fn(&r, round);
         }
-        racer_stop(&r);
+        int errors = racer_stop(&r);
+        cr_assert_eq(errors, 0, "the waker got %d unexpected return codes", errors);
     }
 }
 
 /* (a) join(q); destroy(q) racing the task_done that completes the count. */
-static void task_done_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void task_done_part(struct racer *r, void *q, unsigned round)
 {
     race_delay(r, round);
     race_expect(r, ps_queue_task_done(q), 0);
@@ -1079,7 +975,7 @@ Test(queue, join_then_destroy_races_last_task_done)
 
 /* (b) A getter destroys the queue right after its get returns, racing the
  * producer still in put. Bounded in odd rounds, so the get wakes putters too. */
-static void put_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void put_part(struct racer *r, void *q, unsigned round)
 {
     race_delay(r, round);
     race_expect(r, ps_queue_put(q, I(round), true, PS_FOREVER), 0);
@@ -1103,7 +999,7 @@ Test(queue, get_then_destroy_races_put)
 /* (c) Shutdown racing a blocked get (immediate, or plain every fourth round) or
  * a blocked join (immediate: the discarded items complete the count), then
  * destroy. */
-static void shutdown_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void shutdown_part(struct racer *r, void *q, unsigned round)
 {
     race_delay(r, round / 2);      /* every delay for both halves */
     race_expect(r, ps_queue_shutdown(q, round % 4 != 2), 0);
@@ -1133,7 +1029,7 @@ Test(queue, shutdown_races_blocked_join_and_get_then_destroy)
 
 /* (d) A putter blocks on a full queue of one; the getter takes the old item
  * (waking the putter), then the putter's, and destroys the queue. */
-static void blocked_put_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void blocked_put_part(struct racer *r, void *q, unsigned round)
 {
     (void)round;                /* the getter delays instead */
     race_expect(r, ps_queue_put(q, I(2), true, PS_FOREVER), 0);

@@ -621,22 +621,12 @@ Test(semaphore_shared, acquirer_destroys_right_after_acquire) { semaphore_page_r
 
 /* ================================================================== slow live waiters */
 
-static int sem_destroy(void *s) { return ps_semaphore_destroy(s); }
+static int semaphore_destroy_obj(void *s) { return ps_semaphore_destroy(s); }
 
-typedef struct sem_tid_waiter {
-    ps_semaphore_t *sem;
-    pid_t tid;
-    atomic_int ready;
-    int rc;
-} sem_tid_waiter_t;
-
-static void *sem_tid_waiter(void *arg)
+static int sem_tid_acquire(tid_waiter_t *w)
 {
-    sem_tid_waiter_t *w = arg;
-    w->tid = gettid();
-    atomic_store(&w->ready, 1);
-    w->rc = ps_semaphore_acquire(w->sem, true, 10.0);
-    return NULL;
+    tid_waiter_ready(w);
+    return ps_semaphore_acquire(w->obj, true, 10.0);
 }
 
 /* An acquirer whose thread runs a 0.5 s signal handler in the middle of its wait is
@@ -646,11 +636,12 @@ Test(semaphore_shared, destroy_ebusy_while_acquirer_runs_long_signal_handler)
 {
     ps_semaphore_t *sem = shm_alloc(sizeof *sem);
     CHECK_RC(ps_semaphore_init(sem, 0, PS_SHARED), 0);
-    sem_tid_waiter_t w = { .sem = sem };
+    tid_waiter_t w = { .obj = sem, .wait = sem_tid_acquire };
     pthread_t t;
-    start_threads(&t, 1, sem_tid_waiter, &w, 0);
+    start_threads(&t, 1, tid_waiter_main, &w, 0);
     cr_assert(wait_count(&w.ready, 1, 5.0));
-    int calls, rc = destroy_during_long_handler(t, w.tid, sem_destroy, sem, 0.5, &calls);
+    int calls, rc = destroy_during_long_handler(t, w.tid, semaphore_destroy_obj, sem, 0.5,
+                                                &calls);
     cr_assert_eq(rc, EBUSY, "destroy during the acquirer's signal handler returned %d at "
                  "call %d", rc, calls);
     CHECK_RC(ps_semaphore_release(sem, 1), 0);
@@ -675,11 +666,11 @@ Test(semaphore_shared, destroy_ebusy_while_acquirer_process_stopped)
         pid_t pid = fork_child(sem_proc_waiter, s);
         int calls = 0, rc = -1, rc2 = EBUSY;
         if (wait_count(&s->registered, round + 1, 5.0))
-            rc = destroy_during_stop(pid, sem_destroy, s->sem, 0.25, &calls);
+            rc = destroy_during_stop(pid, semaphore_destroy_obj, s->sem, 0.25, &calls);
         if (round == 1) {
             ps_semaphore_release(s->sem, 1);
             int calls2;
-            rc2 = destroy_stays_ebusy(sem_destroy, s->sem, 0.1, &calls2);
+            rc2 = destroy_stays_ebusy(semaphore_destroy_obj, s->sem, 0.1, &calls2);
         }
         kill(pid, SIGCONT);
         if (round == 0)

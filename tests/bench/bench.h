@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +19,22 @@
 
 /* Compiler barrier: the compiler may not cache memory across it. No CPU fence. */
 #define BENCH_BARRIER() __asm__ __volatile__("" ::: "memory")
+
+/* A call the benchmark needs failed: not a measurement, so stop (exit 2). */
+static inline void bench_must(int rc, const char *what)
+{
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, strerror(rc));
+        exit(2);
+    }
+}
+
+/* Waits (yielding) until *flag reaches value: start lines between processes. */
+static inline void bench_spin_until(atomic_int *flag, int value)
+{
+    while (atomic_load_explicit(flag, memory_order_acquire) < value)
+        sched_yield();
+}
 
 /* Monotonic clock in nanoseconds. */
 static inline uint64_t bench_now_ns(void)

@@ -139,27 +139,13 @@ typedef struct pslock_ctr {
     ps_lock_t lock;
 } pslock_ctr_t;
 
-static void must_rc(int rc, const char *what)
-{
-    if (rc != 0) {
-        fprintf(stderr, "bench_manager: %s: %s\n", what, strerror(rc));
-        exit(2);
-    }
-}
-
-static void spin_until(atomic_int *flag, int value)
-{
-    while (atomic_load_explicit(flag, memory_order_acquire) < value)
-        sched_yield();
-}
-
 static void ctr_loop(const ctr_sys_t *s, int kind, ctr_ctl_t *c, int idx)
 {
     int64_t ops = 0;
     int bad = 0;
     bench_pin_self(idx);
     atomic_fetch_add(&c->ready, 1);
-    spin_until(&c->go, 1);
+    bench_spin_until(&c->go, 1);
     if (kind == C_RAW) {
         while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
             bad |= pthread_mutex_lock(s->mutex);
@@ -216,7 +202,7 @@ static double ctr_sample(const ctr_sys_t *s, int kind, ctr_ctl_t *c, double *sha
             _exit(0);   /* none of the parent's atexit handlers */
         }
     }
-    spin_until(&c->ready, 2);
+    bench_spin_until(&c->ready, 2);
     uint64_t t0 = bench_now_ns();
     atomic_store(&c->go, 1);
     bench_sleep_ns(CTR_NS);
@@ -322,14 +308,14 @@ static void bench_contended(int pinned)
     ctr_ctl_t *c = bench_shared_alloc(sizeof *c);
     raw_ctr_t *raw = bench_shared_alloc(sizeof *raw);
     pthread_mutexattr_t a;
-    must_rc(pthread_mutexattr_init(&a), "mutexattr_init");
-    must_rc(pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED), "setpshared");
-    must_rc(pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), "setrobust");
-    must_rc(pthread_mutex_init(&raw->mutex, &a), "pthread_mutex_init");
+    bench_must(pthread_mutexattr_init(&a), "mutexattr_init");
+    bench_must(pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED), "setpshared");
+    bench_must(pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), "setrobust");
+    bench_must(pthread_mutex_init(&raw->mutex, &a), "pthread_mutex_init");
     pthread_mutexattr_destroy(&a);
 
     pslock_ctr_t *pl = bench_shared_alloc(sizeof *pl);
-    must_rc(ps_lock_init(&pl->lock, PS_SHARED), "ps_lock_init");
+    bench_must(ps_lock_init(&pl->lock, PS_SHARED), "ps_lock_init");
 
     ps_manager_t *mt = ps_manager_new(NULL, 0), *ma = ps_manager_new(NULL, 0);
     must(mt != NULL && ma != NULL, "ps_manager_new");
@@ -369,7 +355,7 @@ static void bench_contended(int pinned)
 
     ps_manager_close(mt);
     ps_manager_close(ma);
-    must_rc(ps_lock_destroy(&pl->lock), "ps_lock_destroy");
+    bench_must(ps_lock_destroy(&pl->lock), "ps_lock_destroy");
     munmap(pl, sizeof *pl);
     pthread_mutex_destroy(&raw->mutex);
     munmap(raw, sizeof *raw);

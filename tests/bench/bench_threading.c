@@ -55,27 +55,13 @@ static int g_fail;
         g_fail = 1;                                                        \
     } while (0)
 
-static void must(int rc, const char *what)
-{
-    if (rc != 0) {
-        fprintf(stderr, "bench_threading: %s: %s\n", what, strerror(rc));
-        exit(2);
-    }
-}
-
-static void spin_until(atomic_int *flag, int value)
-{
-    while (atomic_load_explicit(flag, memory_order_acquire) < value)
-        sched_yield();
-}
-
 static void init_robust_pshared(pthread_mutex_t *m)
 {
     pthread_mutexattr_t a;
-    must(pthread_mutexattr_init(&a), "mutexattr_init");
-    must(pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED), "setpshared");
-    must(pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), "setrobust");
-    must(pthread_mutex_init(m, &a), "mutex_init(robust pshared)");
+    bench_must(pthread_mutexattr_init(&a), "mutexattr_init");
+    bench_must(pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED), "setpshared");
+    bench_must(pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), "setrobust");
+    bench_must(pthread_mutex_init(m, &a), "mutex_init(robust pshared)");
     pthread_mutexattr_destroy(&a);
 }
 
@@ -138,20 +124,20 @@ static double g_unc_ns[U_N][MAX_ROUNDS];
 
 static void bench_uncontended(void)
 {
-    must(ps_lock_init(&g_lock, 0), "ps_lock_init(0)");
+    bench_must(ps_lock_init(&g_lock, 0), "ps_lock_init(0)");
     g_slock = bench_shared_alloc(4096);
-    must(ps_lock_init(g_slock, PS_SHARED), "ps_lock_init(PS_SHARED)");
-    must(ps_rlock_init(&g_rlock, 0), "ps_rlock_init(0)");
-    must(ps_semaphore_init(&g_sem, 1, 0), "ps_semaphore_init(1, 0)");
+    bench_must(ps_lock_init(g_slock, PS_SHARED), "ps_lock_init(PS_SHARED)");
+    bench_must(ps_rlock_init(&g_rlock, 0), "ps_rlock_init(0)");
+    bench_must(ps_semaphore_init(&g_sem, 1, 0), "ps_semaphore_init(1, 0)");
     g_rmtx = bench_shared_alloc(4096);
     init_robust_pshared(g_rmtx);
     pthread_mutexattr_t a;
-    must(pthread_mutexattr_init(&a), "mutexattr_init");
-    must(pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE), "settype");
-    must(pthread_mutex_init(&g_recmtx, &a), "mutex_init(recursive)");
+    bench_must(pthread_mutexattr_init(&a), "mutexattr_init");
+    bench_must(pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE), "settype");
+    bench_must(pthread_mutex_init(&g_recmtx, &a), "mutex_init(recursive)");
     pthread_mutexattr_destroy(&a);
     if (sem_init(&g_psem, 0, 1) != 0)
-        must(errno, "sem_init");
+        bench_must(errno, "sem_init");
 
     /* Round r runs the systems in a rotated order, so none is always first or last. */
     for (int r = -1; r < UNC_ROUNDS; r++) {
@@ -167,10 +153,10 @@ static void bench_uncontended(void)
         FAIL("a lock is still held after the uncontended loops");
     if (ps_semaphore_value(&g_sem) != 1)
         FAIL("semaphore value %d after the loops, expected 1", ps_semaphore_value(&g_sem));
-    must(ps_lock_destroy(&g_lock), "ps_lock_destroy");
-    must(ps_lock_destroy(g_slock), "ps_lock_destroy(shared)");
-    must(ps_rlock_destroy(&g_rlock), "ps_rlock_destroy");
-    must(ps_semaphore_destroy(&g_sem), "ps_semaphore_destroy");
+    bench_must(ps_lock_destroy(&g_lock), "ps_lock_destroy");
+    bench_must(ps_lock_destroy(g_slock), "ps_lock_destroy(shared)");
+    bench_must(ps_rlock_destroy(&g_rlock), "ps_rlock_destroy");
+    bench_must(ps_semaphore_destroy(&g_sem), "ps_semaphore_destroy");
     pthread_mutex_destroy(g_rmtx);
     pthread_mutex_destroy(&g_recmtx);
     sem_destroy(&g_psem);
@@ -205,7 +191,7 @@ static void ctr_loop(ctr_t *c, int kind, int idx)
     int bad = 0;
     bench_pin_self(idx);
     atomic_fetch_add(&c->ready, 1);
-    spin_until(&c->go, 1);
+    bench_spin_until(&c->go, 1);
     if (kind == K_PS) {
         while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
             bad |= ps_lock_acquire(&c->lk.ps, true, PS_FOREVER);
@@ -242,17 +228,17 @@ static void ctr_prepare(ctr_t *c, int kind, bool shared)
 {
     memset(c, 0, sizeof *c);
     if (kind == K_PS)
-        must(ps_lock_init(&c->lk.ps, shared ? PS_SHARED : 0), "ps_lock_init");
+        bench_must(ps_lock_init(&c->lk.ps, shared ? PS_SHARED : 0), "ps_lock_init");
     else if (shared)
         init_robust_pshared(&c->lk.m);
     else
-        must(pthread_mutex_init(&c->lk.m, NULL), "pthread_mutex_init");
+        bench_must(pthread_mutex_init(&c->lk.m, NULL), "pthread_mutex_init");
 }
 
 /* Starts the clock when both workers are ready, stops them after CTR_NS. */
 static uint64_t ctr_drive(ctr_t *c)
 {
-    spin_until(&c->ready, 2);
+    bench_spin_until(&c->ready, 2);
     uint64_t t0 = bench_now_ns();
     atomic_store(&c->go, 1);
     bench_sleep_ns(CTR_NS);
@@ -272,7 +258,7 @@ static double ctr_finish(ctr_t *c, int kind, uint64_t t0, const char *what, doub
     if (kind == K_PS) {
         if (ps_lock_locked(&c->lk.ps))
             FAIL("%s: lock still held at the end", what);
-        must(ps_lock_destroy(&c->lk.ps), "ps_lock_destroy");
+        bench_must(ps_lock_destroy(&c->lk.ps), "ps_lock_destroy");
     } else {
         pthread_mutex_destroy(&c->lk.m);
     }
@@ -288,7 +274,7 @@ static double ctr_threads(ctr_t *c, int kind, double *share)
     ctr_prepare(c, kind, false);
     for (int i = 0; i < 2; i++) {
         a[i] = (struct ctr_arg){ c, kind, i };
-        must(pthread_create(&t[i], NULL, ctr_thread, &a[i]), "pthread_create");
+        bench_must(pthread_create(&t[i], NULL, ctr_thread, &a[i]), "pthread_create");
     }
     uint64_t t0 = ctr_drive(c);
     for (int i = 0; i < 2; i++)
@@ -362,8 +348,8 @@ typedef struct cv_event {  /* the plain mutex + condvar event a C programmer wri
 
 static void cv_event_init(cv_event_t *e)
 {
-    must(pthread_mutex_init(&e->m, NULL), "pthread_mutex_init");
-    must(pthread_cond_init(&e->c, NULL), "pthread_cond_init");
+    bench_must(pthread_mutex_init(&e->m, NULL), "pthread_mutex_init");
+    bench_must(pthread_cond_init(&e->c, NULL), "pthread_cond_init");
     e->flag = false;
 }
 
@@ -427,7 +413,7 @@ static void *pp_a(void *arg)
     int bad = 0;
     bench_pin_self(0);
     atomic_fetch_add(&p->ready, 1);
-    spin_until(&p->go, 1);
+    bench_spin_until(&p->go, 1);
     while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
         bad |= EV_SET(p, 0);
         bad |= EV_WAIT(p, 1);
@@ -469,14 +455,14 @@ static double pingpong(pp_t *p, int kind)
     p->kind = kind;
     for (int i = 0; i < 2; i++) {
         if (kind == K_PS)
-            must(ps_event_init(&p->pe[i], 0), "ps_event_init");
+            bench_must(ps_event_init(&p->pe[i], 0), "ps_event_init");
         else
             cv_event_init(&p->ce[i]);
     }
     pthread_t ta, tb;
-    must(pthread_create(&tb, NULL, pp_b, p), "pthread_create");
-    must(pthread_create(&ta, NULL, pp_a, p), "pthread_create");
-    spin_until(&p->ready, 2);
+    bench_must(pthread_create(&tb, NULL, pp_b, p), "pthread_create");
+    bench_must(pthread_create(&ta, NULL, pp_a, p), "pthread_create");
+    bench_spin_until(&p->ready, 2);
     uint64_t t0 = bench_now_ns();
     atomic_store(&p->go, 1);
     bench_sleep_ns(PP_NS);
@@ -493,7 +479,7 @@ static double pingpong(pp_t *p, int kind)
         if (kind == K_PS) {
             if (ps_event_is_set(&p->pe[i]))
                 FAIL("%s: event %d still set at the end", what, i);
-            must(ps_event_destroy(&p->pe[i]), "ps_event_destroy");
+            bench_must(ps_event_destroy(&p->pe[i]), "ps_event_destroy");
         } else {
             cv_event_destroy(&p->ce[i]);
         }

@@ -174,90 +174,8 @@ static void shutdown_run(bool immediate)
 
 /* ---- wait, then destroy: the waker must not touch the queue afterwards ----
  *
- * As in tests/test_queue.c: a persistent waker thread plays its part once per
- * round after a semaphore handshake; the main thread waits, destroys, makes the
- * page PROT_NONE, and unmaps it once the waker is done. Half the rounds run
- * apart (the waker anywhere, after a delay that varies with the round), half
- * together (one CPU, the waker at SCHED_IDLE, so the waiter it wakes preempts
- * it inside its wake path). */
-
-struct racer {
-    void (*part)(struct racer *r, ps_queue_t *q, unsigned round);
-    ps_queue_t *q;
-    unsigned round;
-    sem_t go, done;
-    bool together, stop;
-    cpu_set_t cpus;
-    pthread_t thread;
-};
-
-static void spin_us(double us)
-{
-    double end = now() + us * 1e-6;
-    while (now() < end)
-        ;
-}
-
-/* Apart: 0, 2, 20 or 100 us (the last outlasts the waiter's polling). */
-static void race_delay(const struct racer *r, unsigned round)
-{
-    static const double us[] = { 0, 2, 20, 100 };
-    if (!r->together)
-        spin_us(us[round % 4]);
-}
-
-static void sem_wait_any(sem_t *s)
-{
-    while (sem_wait(s) != 0)
-        ;
-}
-
-static void *racer_main(void *arg)
-{
-    struct racer *r = arg;
-    if (r->together) {
-        struct sched_param idle = { 0 };
-        pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
-    }
-    for (;;) {
-        sem_wait_any(&r->go);
-        if (r->stop)
-            return NULL;
-        r->part(r, r->q, r->round);
-        sem_post(&r->done);
-    }
-}
-
-static void racer_start(struct racer *r, void (*part)(struct racer *, ps_queue_t *, unsigned),
-                        bool together)
-{
-    *r = (struct racer){ .part = part, .together = together };
-    sem_init(&r->go, 0, 0);
-    sem_init(&r->done, 0, 0);
-    pthread_getaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    if (together) {
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(sched_getcpu(), &one);
-        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
-        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
-    }
-    if (pthread_create(&r->thread, &attr, racer_main, r) != 0)
-        abort();
-    pthread_attr_destroy(&attr);
-}
-
-static void racer_stop(struct racer *r)
-{
-    r->stop = true;
-    sem_post(&r->go);
-    pthread_join(r->thread, NULL);
-    pthread_setaffinity_np(pthread_self(), sizeof r->cpus, &r->cpus);
-    sem_destroy(&r->go);
-    sem_destroy(&r->done);
-}
+ * As in tests/test_queue.c, with the racer of helpers.h: the main thread waits,
+ * destroys, makes the page PROT_NONE, and unmaps it once the waker is done. */
 
 static ps_queue_t *race_queue(unsigned round, size_t maxsize)
 {
@@ -267,13 +185,6 @@ static ps_queue_t *race_queue(unsigned round, size_t maxsize)
            : ps_priorityqueue_init(q, maxsize, cmp_int);
     CHECK(rc == 0, "init returned %d", rc);
     return q;
-}
-
-static void race_go(struct racer *r, ps_queue_t *q, unsigned round)
-{
-    r->q = q;
-    r->round = round;
-    sem_post(&r->go);
 }
 
 /* EBUSY only while a woken blocking caller leaves: sleep, or an idle waker
@@ -293,7 +204,7 @@ static void race_destroy(struct racer *r, ps_queue_t *q, unsigned round)
 }
 
 static void race(const char *what, unsigned rounds,
-                 void (*part)(struct racer *, ps_queue_t *, unsigned),
+                 void (*part)(struct racer *, void *, unsigned),
                  void (*round_fn)(struct racer *, unsigned))
 {
     double t0 = now();
@@ -307,7 +218,7 @@ static void race(const char *what, unsigned rounds,
     fprintf(stderr, "stress_queue: %s: %u rounds, %.1f s\n", what, rounds, now() - t0);
 }
 
-static void task_done_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void task_done_part(struct racer *r, void *q, unsigned round)
 {
     race_delay(r, round);
     int rc = ps_queue_task_done(q);
@@ -324,7 +235,7 @@ static void join_round(struct racer *r, unsigned round)
     race_destroy(r, q, round);
 }
 
-static void put_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void put_part(struct racer *r, void *q, unsigned round)
 {
     race_delay(r, round);
     int rc = ps_queue_put(q, (void *)(uintptr_t)round, true, PS_FOREVER);
@@ -341,7 +252,7 @@ static void get_round(struct racer *r, unsigned round)
     race_destroy(r, q, round);
 }
 
-static void shutdown_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void shutdown_part(struct racer *r, void *q, unsigned round)
 {
     race_delay(r, round / 2);
     int rc = ps_queue_shutdown(q, round % 4 != 2);
@@ -366,7 +277,7 @@ static void shutdown_round(struct racer *r, unsigned round)
     race_destroy(r, q, round);
 }
 
-static void blocked_put_part(struct racer *r, ps_queue_t *q, unsigned round)
+static void blocked_put_part(struct racer *r, void *q, unsigned round)
 {
     (void)r;
     (void)round;                /* the getter delays instead */
