@@ -110,6 +110,13 @@ deps-bench: deps
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libglib2.0-dev >/dev/null; \
 	  else echo "run: sudo apt-get install libglib2.0-dev"; exit 1; fi; }
+	@[ -f $(BOOST_HDR) ] && command -v $(CXX) >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing: libboost-dev g++ (Boost.Interprocess, for bench_mpqueue)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        libboost-dev g++ >/dev/null; } || \
+	    echo "boost: could not install libboost-dev; bench_mpqueue runs without Boost"; \
+	  else echo "boost: run: sudo apt-get install libboost-dev g++ (bench_mpqueue runs without it)"; fi; }
 
 # ---- tests (Criterion): all test files in one runner ----
 $(B)/tests/run: $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) | deps
@@ -214,9 +221,22 @@ $(B)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h) $(STATIC) | deps-bench
 	@mkdir -p $(dir $@)
 	$(CC) $(TESTFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(STATIC) -lm $(GLIB)
 
-bench-build: $(BENCHES)
+# Boost.Interprocess message_queue for bench_mpqueue: a C++ program it runs
+# (benchmark only, header-only Boost). Not built without Boost: the bench then
+# says "boost: not available" and runs the rest.
+BOOST_HDR = /usr/include/boost/interprocess/ipc/message_queue.hpp
+BOOST_MQ  = $(B)/bench/boost_mq
+BOOST_CXXFLAGS = -O2 -g -Wall -Wextra -Werror
+$(BOOST_MQ): tests/bench/boost_mq.cpp | deps-bench
+	@mkdir -p $(dir $@)
+	@if [ -f $(BOOST_HDR) ] && command -v $(CXX) >/dev/null; then \
+	  echo "$(CXX) $(BOOST_CXXFLAGS) -o $@ $< -pthread -lrt"; \
+	  $(CXX) $(BOOST_CXXFLAGS) -o $@ $< -pthread -lrt; \
+	else echo "boost_mq: not built (no Boost headers or $(CXX)); bench_mpqueue runs without it"; fi
 
-bench: $(BENCHES)
+bench-build: $(BENCHES) $(BOOST_MQ)
+
+bench: $(BENCHES) $(BOOST_MQ)
 	@set -e; for p in $(BENCHES); do echo "== $$p"; $$p; done
 
 # ---- man pages ----

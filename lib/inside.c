@@ -11,10 +11,10 @@
 
 #include "pmutex.h"
 
-/* Starts at an entry picked by the tid, so that callers rarely race for one. */
-int inside_record(struct ps__inside *in)
+/* Takes a free entry, starting at one picked by the tid so that callers rarely
+ * race for one. */
+static int take_free_entry(struct ps__inside *in, unsigned long long me)
 {
-    unsigned long long me = caller_id();
     for (unsigned i = 0, first = (unsigned)me; i < PS__INSIDE_IDS; i++) {
         unsigned at = (first + i) % PS__INSIDE_IDS;
         unsigned long long free_id = 0;
@@ -25,24 +25,45 @@ int inside_record(struct ps__inside *in)
     return -1;
 }
 
+/* Every entry taken: callers killed inside may hold some (nobody leaves for
+ * them until a destroy looks). Discounting them here keeps the entries for the
+ * living, so that a caller killed later can still be told apart; this costs a
+ * few system calls, only when more than PS__INSIDE_IDS callers are inside. */
+int inside_record(struct ps__inside *in)
+{
+    unsigned long long me = caller_id();
+    int at = take_free_entry(in, me);
+    if (at < 0 && inside_reap(in) > 0)
+        at = take_free_entry(in, me);
+    return at;
+}
+
+unsigned inside_reap(struct ps__inside *in)
+{
+    unsigned reaped = 0;
+    for (int i = 0; i < PS__INSIDE_IDS; i++) {
+        unsigned long long id = __atomic_load_n(&in->ids[i], __ATOMIC_RELAXED);
+        if (!id || caller_alive(id))
+            continue;
+        /* Dead: leave for it. The exchange makes sure only one caller does. */
+        if (__atomic_compare_exchange_n(&in->ids[i], &id, 0, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
+            reaped++;
+        }
+    }
+    return reaped;
+}
+
 bool inside_busy(struct ps__inside *in, bool shared)
 {
     if (__atomic_load_n(&in->count, __ATOMIC_ACQUIRE) == 0)
         return false;
     if (!shared)
         return true;                /* exact: threads of one process die together */
-    for (int i = 0; i < PS__INSIDE_IDS; i++) {
-        unsigned long long id = __atomic_load_n(&in->ids[i], __ATOMIC_RELAXED);
-        if (!id)
-            continue;
-        if (caller_alive(id))
-            return true;
-        /* Dead: leave for it. The exchange makes sure only one destroy does. */
-        if (__atomic_compare_exchange_n(&in->ids[i], &id, 0, false, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-            __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
-    }
-    /* Whoever is left was not recorded, or is entering or leaving right now. */
+    inside_reap(in);
+    /* Whoever is left is alive, was not recorded, or is entering or leaving
+     * right now. */
     return __atomic_load_n(&in->count, __ATOMIC_ACQUIRE) != 0;
 }
 

@@ -9,9 +9,11 @@
  * tell it from a caller that is merely slow (blocked for seconds, stopped, running
  * a signal handler), shared callers also record who they are (pid << 32 | tid) in a
  * free entry of ids. destroy discounts a recorded caller only when its death is a
- * fact: the thread no longer exists, or is a zombie. A caller that found every
- * entry taken is never discounted, so if such a caller dies, destroy stays EBUSY:
- * wrong only on the safe side. */
+ * fact: the thread no longer exists, or is a zombie. A caller that finds every
+ * entry taken first discounts the dead ones that hold entries (inside_reap);
+ * one that still finds none is never discounted, so if it dies (or dies
+ * between counting and recording itself), destroy stays EBUSY: wrong only on
+ * the safe side. */
 #ifndef PS_INSIDE_H
 #define PS_INSIDE_H
 
@@ -36,6 +38,8 @@ static inline void inside_leave(struct ps__inside *in, int entry)
     __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
 }
 
+/* Discounts the recorded callers whose thread has certainly ended; how many. */
+unsigned inside_reap(struct ps__inside *in);
 /* For destroy: is a caller, alive as far as anyone can tell, still inside? */
 bool inside_busy(struct ps__inside *in, bool shared);
 

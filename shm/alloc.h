@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The heap of a segment: first fit over an address-ordered free list that
- * coalesces on free. All calls need the segment mutex; see alloc.c. */
+/* The heap of a segment: first fit over an address-ordered, doubly linked
+ * free list that coalesces on free. All calls need the segment mutex (but
+ * heap_walk, which a reader without it may retry); see alloc.c. */
 #ifndef PS_SHM_ALLOC_H
 #define PS_SHM_ALLOC_H
 
@@ -8,8 +9,9 @@
 
 #include "segment.h"
 
-/* Words of the undo log one heap_alloc or heap_free may use. */
-#define HEAP_UNDO_WORDS 8
+/* Words of the undo log one heap_alloc or heap_free may use: six for the
+ * free list, FIT_CLASSES + 1 for the hints. */
+#define HEAP_UNDO_WORDS (6 + FIT_CLASSES + 1)
 
 /* *payload: offset of `bytes` zeroed bytes, SEG_ALIGN-aligned. ENOMEM (nothing
  * changed) or EPROTO (a corrupt free list). */

@@ -21,10 +21,11 @@
 #include <stdint.h>
 
 #define SEG_MAGIC   0x4745535953595350ull   /* "PSYSYSEG" little-endian */
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u                      /* 2: doubly linked free list */
 #define SEG_ALIGN   16u                     /* of blocks and payloads */
 #define SEG_NAME_MAX 63                     /* object names: 1..63 bytes */
 #define UNDO_MAX    512                     /* words one manager call may change */
+#define FIT_CLASSES 7                       /* heap_alloc's size classes */
 
 /* One saved word: where, and what it held before. */
 struct undo_entry {
@@ -52,7 +53,11 @@ struct seg_header {
     uint64_t free_bytes;                    /* sum of free block sizes */
     uint64_t objects;                       /* USED name entries */
     uint64_t repairs;                       /* dead holders taken over (not logged) */
-    uint64_t reserved[4];
+    uint64_t free_tail;                     /* last free block - heap_off (a fresh,
+                                               zeroed header: the one at heap_off);
+                                               no meaning while free_head is 0 */
+    uint64_t free_finger;                   /* where the last free was, 0: none */
+    uint64_t fit[FIT_CLASSES];              /* heap_alloc's hints, 0: none (alloc.c) */
     /* the lock of everything above and below */
     union {
         pthread_mutex_t mutex;              /* robust, process-shared */
@@ -74,14 +79,18 @@ struct name_entry {
     char name[SEG_NAME_MAX + 1];            /* NUL-terminated */
 };
 
-/* Heap blocks: a free one is linked in address order; an allocated one holds
- * BLOCK_USED_TAG in next. size counts the block header. */
+/* Heap blocks: size counts the block header. An allocated one holds
+ * BLOCK_USED_TAG in next, and its payload follows the header. A free one is
+ * linked both ways in address order: next in the header, and prev, the
+ * offset of the free block before it (0: none), in the word after it (there
+ * is room: a block has BLOCK_MIN bytes at least). */
 struct block {
     uint64_t size;
     uint64_t next;
 };
 #define BLOCK_USED_TAG 0x444553554b434f4cull
 #define BLOCK_MIN (2 * sizeof(struct block))
+#define BLOCK_PREV sizeof(struct block)     /* where a free block's prev link is */
 
 /* What a process knows of a segment after checking it: never re-read. */
 struct geometry {

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dict.h"
+#include "mpqueue.h"
 #include "store.h"
 
 struct ps_manager {
@@ -35,6 +37,18 @@ static int init_barrier(void *o, const void *arg)
     return ps_barrier_init(o, *(const unsigned *)arg, NULL, NULL, PS_FOREVER, PS_SHARED);
 }
 
+struct queue_args {
+    size_t maxsize, capacity;
+};
+
+static int init_queue(void *o, const void *arg)
+{
+    const struct queue_args *a = arg;
+    return mpqueue_init_at(o, a->maxsize, a->capacity);
+}
+
+static int init_dict(void *o, const void *arg) { (void)arg; return dict_init_at(o); }
+
 static int destroy_object(void *o, enum obj_type type)
 {
     switch (type) {
@@ -44,6 +58,8 @@ static int destroy_object(void *o, enum obj_type type)
     case OBJ_EVENT:     return ps_event_destroy(o);
     case OBJ_CONDITION: return ps_condition_destroy(o);
     case OBJ_BARRIER:   return ps_barrier_destroy(o);
+    case OBJ_QUEUE:     return mpqueue_destroy_at(o);
+    case OBJ_DICT:      return dict_destroy_at(o);
     default:            return 0;   /* a Value holds no state of its own */
     }
 }
@@ -59,11 +75,19 @@ static size_t destroy_touches(enum obj_type type)
     case OBJ_EVENT:     return sizeof(ps_event_t);
     case OBJ_CONDITION: return sizeof(ps_condition_t);
     case OBJ_BARRIER:   return sizeof(ps_barrier_t);
+    case OBJ_QUEUE:     return mpqueue_header_size();
+    case OBJ_DICT:      return dict_header_size();
     default:            return 0;
     }
 }
 
 static const struct obj_remover remover = { destroy_object, destroy_touches };
+
+/* Objects whose own header says how big they are: checked when found. */
+static bool (*sound_checker(enum obj_type type))(const void *, size_t)
+{
+    return type == OBJ_QUEUE ? mpqueue_sound : NULL;
+}
 
 /* ---- helpers ---- */
 
@@ -83,7 +107,7 @@ static void *get(ps_manager_t *m, const char *name, enum obj_type type, size_t s
         errno = EINVAL;
         return NULL;
     }
-    struct obj_request rq = { type, size, init, arg };
+    struct obj_request rq = { type, size, init, arg, sound_checker(type) };
     void *obj = NULL;
     int err = m->store->ops->get(m->store, name, &rq, &obj);
     if (err) {
@@ -183,6 +207,22 @@ ps_barrier_t *ps_manager_barrier(ps_manager_t *m, const char *name, unsigned par
         return NULL;
     }
     return get(m, name, OBJ_BARRIER, sizeof(ps_barrier_t), init_barrier, &parties);
+}
+
+ps_mpqueue_t *ps_manager_queue(ps_manager_t *m, const char *name, size_t maxsize,
+                               size_t capacity_bytes)
+{
+    if (!mpqueue_capacity_ok(capacity_bytes)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct queue_args a = { maxsize, capacity_bytes };
+    return get(m, name, OBJ_QUEUE, mpqueue_object_size(capacity_bytes), init_queue, &a);
+}
+
+ps_dict_t *ps_manager_dict(ps_manager_t *m, const char *name)
+{
+    return get(m, name, OBJ_DICT, dict_header_size(), init_dict, NULL);
 }
 
 void *ps_manager_value(ps_manager_t *m, const char *name, size_t size)

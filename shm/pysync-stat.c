@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* pysync-stat - what a named manager segment holds, and who holds its locks.
+/* pysync-stat - what a named manager segment holds, who holds its locks, and
+ * how full its queues and dicts are.
  *
  * usage: pysync-stat /segment...
  * Reads through a read-only mapping (segview, store.h): it never writes, never
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dict.h"
 #include "inside.h"
+#include "mpqueue.h"
 #include "pmutex.h"
 #include "store.h"
 
@@ -76,16 +79,56 @@ static void print_name(FILE *f, const char *name, size_t len)
     }
 }
 
-/* One line: type, name, state. 0, or 1 for an object too small for its type. */
+/* The bytes an object of this type has at least: a queue's and a dict's
+ * header sizes are known at run time only. */
+static size_t min_size(enum obj_type type)
+{
+    switch (type) {
+    case OBJ_QUEUE: return mpqueue_header_size();
+    case OBJ_DICT:  return dict_header_size();
+    default:        return types[type].size;
+    }
+}
+
+/* "pysync-stat: /seg: type name " on stderr, for a complaint about an object. */
+static void complain(const char *seg, const struct segview_object *o)
+{
+    fprintf(stderr, "pysync-stat: %s: %s ", seg, types[o->type].name);
+    print_name(stderr, o->name, o->name_len);
+    fputc(' ', stderr);
+}
+
+/* A queue's or dict's state, read without its locks. 0, or 1 (with the reason
+ * on stderr) for one whose header does not hold up. */
+static int peek_object(const char *seg, const struct segview_object *o, struct mpqueue_peek *q,
+                       size_t *dict_len, size_t *dict_bytes)
+{
+    int err = 0;
+    if (o->type == OBJ_QUEUE)
+        err = mpqueue_peek(o->obj, o->size, q);
+    else if (o->type == OBJ_DICT)
+        err = dict_peek(o->obj, dict_len, dict_bytes);
+    if (!err)
+        return 0;
+    complain(seg, o);
+    fprintf(stderr, "is not a sound %s\n", types[o->type].name);
+    return 1;
+}
+
+/* One line: type, name, state. 0, or 1 for an object too small for its type
+ * or (a queue, a dict) whose header does not hold up. */
 static int print_object(const char *seg, const struct segview_object *o)
 {
     const char *type = types[o->type].name;
-    if (o->size < types[o->type].size) {
-        fprintf(stderr, "pysync-stat: %s: %s ", seg, type);
-        print_name(stderr, o->name, o->name_len);
-        fprintf(stderr, " is too small (%zu bytes)\n", o->size);
+    if (o->size < min_size(o->type)) {
+        complain(seg, o);
+        fprintf(stderr, "is too small (%zu bytes)\n", o->size);
         return 1;
     }
+    struct mpqueue_peek q = { 0 };
+    size_t dict_len = 0, dict_bytes = 0;
+    if (peek_object(seg, o, &q, &dict_len, &dict_bytes))
+        return 1;
     printf("%s ", type);
     print_name(stdout, o->name, o->name_len);
     putchar(' ');
@@ -134,6 +177,14 @@ static int print_object(const char *seg, const struct segview_object *o)
         in = &b->_inside;
         break;
     }
+    case OBJ_QUEUE:
+        printf("depth %zu, bytes %zu/%zu, maxsize %zu, getters %zu, putters %zu, unfinished %zu%s",
+               q.depth, q.bytes_used, q.capacity, q.maxsize, q.getters, q.putters, q.unfinished,
+               q.shut_down ? ", shut down" : "");
+        break;
+    case OBJ_DICT:
+        printf("len %zu, bytes %zu", dict_len, dict_bytes);
+        break;
     default:
         printf("%zu bytes", o->size);
     }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "pmutex.h"
+#include "registry.h"
 #include "undo.h"
 
 #define TABLE_MIN_SLOTS 16u
@@ -110,6 +111,8 @@ int segment_create(struct segment *s, const char *name, size_t size)
     s->base = base;
     s->g = geometry_for(bytes);
     err = format(s);
+    if (!err)
+        err = registry_add(s);      /* so that a dict pointer leads back to s */
     if (err) {
         munmap(base, bytes);
         if (name)
@@ -214,6 +217,10 @@ int segment_open(struct segment *s, const char *name)
     const char *why;
     int err = map_checked(fd, s, true, &why);
     close(fd);
+    if (!err && (err = registry_add(s)) != 0) {
+        munmap(s->base, s->g.size);
+        s->base = NULL;
+    }
     return err;
 }
 
@@ -233,6 +240,7 @@ int segment_open_readonly(struct segment *s, const char *name, const char **why)
 
 void segment_unmap(struct segment *s)
 {
+    registry_remove(s);             /* a read-only mapping is not there: no-op */
     munmap(s->base, s->g.size);
     s->base = NULL;
 }

@@ -19,7 +19,10 @@ struct segment {
 };
 
 /* name NULL: anonymous MAP_SHARED memory, shared with children forked later.
- * Else a new shm object (EEXIST if it exists). size 0: SEG_DEFAULT_SIZE. */
+ * Else a new shm object (EEXIST if it exists). size 0: SEG_DEFAULT_SIZE.
+ * segment_create and segment_open also enter the mapping in the process's
+ * registry (registry.h), so that a pointer into its heap (a ps_dict_t *) leads
+ * back to it; segment_unmap takes it out. ENOMEM if the registry is full. */
 int  segment_create(struct segment *s, const char *name, size_t size);
 /* EPROTO if it is not a sound segment of this version; nothing is written then. */
 int  segment_open(struct segment *s, const char *name);

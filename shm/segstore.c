@@ -12,6 +12,9 @@
  *         log, nothing changed), unpublish (logged), free (logged), commit.
  *         A death after destroy rolls the object's bytes back with the rest:
  *         the name still leads to the object as it was before the call.
+ *         A dict owns more heap blocks than one log can free: dict_drain
+ *         first empties it in small committed steps (a remove killed there
+ *         leaves the dict in place, empty), then it goes as any object does.
  *
  * Lock order: the segment mutex, then (inside destroy) an object's own lock,
  * only ever tried, never waited for: destroy answers EBUSY instead. Nothing
@@ -25,6 +28,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "dict.h"
 #include "names.h"
 #include "undo.h"
 
@@ -50,8 +54,10 @@ static int use_found(struct segment *s, const struct name_entry *e,
         return EPROTO;
     if (e->type != (uint64_t)rq->type)
         return EEXIST;
-    if (rq->size > e->obj_size)
-        return EINVAL;
+    /* A queue's size follows from its own header; other types have one size
+     * each, except Values, which may be asked for fewer bytes than they have. */
+    if (rq->sound ? !rq->sound(seg_at(s, e->obj_off), e->obj_size) : rq->size > e->obj_size)
+        return rq->type == OBJ_VALUE ? EINVAL : EPROTO;
     *obj = seg_at(s, e->obj_off);
     return 0;
 }
@@ -100,6 +106,13 @@ static int remove_found(struct segment *s, struct name_entry *e, const struct ob
 {
     if (!names_entry_ok(s, e, OBJ_TYPE_END))
         return EPROTO;
+    if (e->type == OBJ_DICT) {
+        if (e->obj_size < dict_header_size())
+            return EPROTO;
+        int err = dict_drain(s, seg_at(s, e->obj_off));
+        if (err)
+            return err;
+    }
     uint64_t block = heap_block_bytes(s, e->obj_off);
     uint64_t save = round8(r->touched((enum obj_type)e->type));
     if (!block || save > block - sizeof(struct block))
@@ -136,21 +149,48 @@ static int seg_remove(struct store *st, const char *name, const struct obj_remov
 
 /* ---- stats ---- */
 
+/* The heap blocks the dicts own beside their headers (tables, entries), each
+ * dict checked against its own counters. */
+static int dict_blocks(const struct segment *s, uint64_t *bytes)
+{
+    *bytes = 0;
+    for (uint64_t i = 0; i < s->g.table_slots; i++) {
+        const struct name_entry *e = (const struct name_entry *)seg_at(s, s->g.table_off) + i;
+        if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != SLOT_USED ||
+            __atomic_load_n(&e->type, __ATOMIC_RELAXED) != OBJ_DICT)
+            continue;
+        struct name_entry copy;
+        uint64_t b;
+        if (names_read_slot(s, i, &copy, OBJ_TYPE_END))
+            return EPROTO;
+        if (copy.state != SLOT_USED || copy.type != OBJ_DICT)
+            continue;
+        if (copy.obj_size < dict_header_size() ||
+            dict_account(s, seg_at(s, copy.obj_off), &b))
+            return EPROTO;
+        *bytes += b;
+    }
+    return 0;
+}
+
 /* The counters the header keeps must match what the heap and the table hold,
  * and the two must tile the heap exactly. */
 static int count(struct segment *s, ps_manager_stats_t *out)
 {
     struct heap_walk hw;
     struct names_walk nw;
+    uint64_t dicts = 0;
     int err = heap_walk(s, &hw);
     if (!err)
         err = names_walk(s, &nw, OBJ_TYPE_END);
+    if (!err)
+        err = dict_blocks(s, &dicts);
     if (err)
         return err;
     const struct seg_header *h = seg_header(s);
     uint64_t heap = s->g.heap_end - s->g.heap_off;
     if (hw.free_bytes != h->free_bytes || nw.used != h->objects ||
-        hw.free_bytes + nw.used_bytes != heap)
+        dicts > heap || hw.free_bytes + nw.used_bytes + dicts != heap)
         return EPROTO;
     *out = (ps_manager_stats_t){
         .size = s->g.size, .heap_bytes = heap, .free_bytes = hw.free_bytes,

@@ -6,6 +6,7 @@
 #define PS_SHM_STORE_H
 
 #include <pysync/multiprocessing.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Stored in segments: never renumber, only append. */
@@ -21,6 +22,8 @@ struct obj_request {
     size_t size;                                /* bytes of the object */
     int (*init)(void *obj, const void *arg);    /* on zeroed bytes; 0 or an error */
     const void *arg;
+    /* NULL, or: does an object found under the name (size bytes) fit in them? */
+    bool (*sound)(const void *obj, size_t size);
 };
 
 /* How to take an object down: destroy answers 0 or EBUSY (then it changed

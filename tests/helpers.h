@@ -1118,4 +1118,40 @@ static inline int increment_under_lock(long *counter, int iters, int (*take)(voi
         cr_assert_geq((r)->rounds, 100, "only %ld rounds ran", (r)->rounds);        \
     } while (0)
 
+#ifdef cr_assert        /* Criterion tests only */
+/* ---- named shm segments: unique per test process, unlinked by the suite's
+ * .fini (test_unlink_segs), also when a test fails ---- */
+#define TEST_SEGS_MAX 8
+
+static inline char (*test_segs(int **count))[64]
+{
+    static char names[TEST_SEGS_MAX][64];
+    static int n;
+    *count = &n;
+    return names;
+}
+
+/* "/ps_test_<suite>_<pid>_<tag>", unlinked first (a leftover of a crashed run). */
+static inline const char *test_seg_name(const char *suite, const char *tag)
+{
+    int *count;
+    char (*names)[64] = test_segs(&count);
+    cr_assert_lt(*count, TEST_SEGS_MAX);
+    char *name = names[(*count)++];
+    snprintf(name, 64, "/ps_test_%s_%d_%s", suite, (int)getpid(), tag);
+    shm_unlink(name);
+    return name;
+}
+
+static inline void test_unlink_segs(void)
+{
+    int *count;
+    char (*names)[64] = test_segs(&count);
+    for (int i = 0; i < *count; i++)
+        shm_unlink(names[i]);
+    *count = 0;
+}
+
+#endif
+
 #endif

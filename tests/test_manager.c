@@ -17,28 +17,10 @@
 
 /* ---- named segments: unique per test process, unlinked also on failure ---- */
 
-#define MAX_SEGS 8
-static char seg_names[MAX_SEGS][64];
-static int seg_count;
+static const char *seg_name(const char *tag) { return test_seg_name("mgr", tag); }
 
-static const char *seg_name(const char *tag)
-{
-    cr_assert_lt(seg_count, MAX_SEGS);
-    char *name = seg_names[seg_count++];
-    snprintf(name, 64, "/ps_test_mgr_%d_%s", (int)getpid(), tag);
-    shm_unlink(name);                   /* a leftover of an earlier crashed run */
-    return name;
-}
-
-static void unlink_segs(void)
-{
-    for (int i = 0; i < seg_count; i++)
-        shm_unlink(seg_names[i]);
-    seg_count = 0;
-}
-
-TestSuite(manager, .timeout = 20, .fini = unlink_segs);
-TestSuite(manager_crash, .timeout = 30, .fini = unlink_segs);
+TestSuite(manager, .timeout = 20, .fini = test_unlink_segs);
+TestSuite(manager_crash, .timeout = 30, .fini = test_unlink_segs);
 
 /* ---- file helpers ---- */
 
@@ -929,4 +911,306 @@ Test(manager, pysync_stat_survives_damage)
     free(good);
     free(bytes);
     free(after);
+}
+
+/* ---- pysync-stat(1) on queues and dicts ---- */
+
+static int stat_sleep_in_get(void *arg)
+{
+    ps_mpqueue_t *q = ps_manager_queue(arg, "empty", 0, 64);
+    char buf[8];
+    size_t len;
+    return q && ps_mpqueue_get(q, buf, sizeof buf, &len, true, 15.0) == 0 && len == 3 ? 0 : 1;
+}
+
+static int stat_sleep_in_put(void *arg)
+{
+    ps_mpqueue_t *q = ps_manager_queue(arg, "full", 1, 64);
+    return q && ps_mpqueue_put(q, "two", 3, true, 15.0) == 0 ? 0 : 1;
+}
+
+/* Runs pysync-stat until out has every line of want (sleepers may take a
+ * moment to be counted), for at most 10 s. Returns its last exit status. */
+static int stat_until_lines(const char *name, char *out, size_t cap, const char *const *want,
+                            size_t n)
+{
+    double end = now() + 10.0;
+    for (;;) {
+        int rc = run_stat(name, out, cap);
+        size_t found = 0;
+        while (found < n && has_line(out, want[found]))
+            found++;
+        if (found == n || now() > end)
+            return rc;
+        sleep_s(0.01);
+    }
+}
+
+Test(manager, pysync_stat_shows_queues_and_dicts)
+{
+    const char *name = seg_name("statq");
+    ps_manager_t *m = ps_manager_new(name, 128 * 1024);
+    cr_assert_not_null(m, "%s", ps_errname(errno));
+    ps_mpqueue_t *jobs = ps_manager_queue(m, "jobs", 4, 100);   /* a ring of 96 bytes */
+    ps_mpqueue_t *empty = ps_manager_queue(m, "empty", 0, 64);
+    ps_mpqueue_t *full = ps_manager_queue(m, "full", 1, 64);
+    ps_mpqueue_t *shut = ps_manager_queue(m, "shut", 0, 4096);
+    ps_dict_t *d = ps_manager_dict(m, "d"), *none = ps_manager_dict(m, "none");
+    cr_assert(jobs && empty && full && shut && d && none, "%s", ps_errname(errno));
+
+    /* jobs: 16 + 16 + 24 bytes put, the first message taken and done. */
+    CHECK_RC(ps_mpqueue_put_nowait(jobs, "a", 1), 0);
+    CHECK_RC(ps_mpqueue_put_nowait(jobs, "12345678", 8), 0);
+    CHECK_RC(ps_mpqueue_put_nowait(jobs, "thirteen byte", 13), 0);
+    char buf[16];
+    size_t len;
+    CHECK_RC(ps_mpqueue_get_nowait(jobs, buf, sizeof buf, &len), 0);
+    CHECK_RC(ps_mpqueue_task_done(jobs), 0);
+    CHECK_RC(ps_mpqueue_put_nowait(full, "one", 3), 0);
+    CHECK_RC(ps_mpqueue_put_nowait(shut, "x", 1), 0);
+    CHECK_RC(ps_mpqueue_put_nowait(shut, "y", 1), 0);
+    CHECK_RC(ps_mpqueue_shutdown(shut, true), 0);
+    CHECK_RC(ps_dict_set(d, "k1", "v1", 2), 0);
+    CHECK_RC(ps_dict_set(d, "k2", "value two", 9), 0);
+
+    pid_t getter = fork_child(stat_sleep_in_get, m);
+    pid_t putter = fork_child(stat_sleep_in_put, m);
+    cr_assert(wait_task_state(getter, getter, 'S', 10.0));
+    cr_assert(wait_task_state(putter, putter, 'S', 10.0));
+
+    static char out[16384];
+    const char *want[] = {
+        "queue jobs depth 2, bytes 40/96, maxsize 4, getters 0, putters 0, unfinished 2",
+        "queue empty depth 0, bytes 0/64, maxsize 0, getters 1, putters 0, unfinished 0",
+        "queue full depth 1, bytes 16/64, maxsize 1, getters 0, putters 1, unfinished 1",
+        "queue shut depth 0, bytes 0/4096, maxsize 0, getters 0, putters 0, unfinished 0, shut down",
+        "dict none len 0, bytes 0",
+    };
+    size_t n = sizeof want / sizeof *want;
+    int rc = stat_until_lines(name, out, sizeof out, want, n);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(has_line(out, want[i]), "no line '%s' in:\n%s", want[i], out);
+    const char *dl = strstr(out, "\ndict d len 2, bytes ");
+    cr_assert(dl, "no line 'dict d len 2, bytes N' in:\n%s", out);
+    unsigned long dict_bytes = strtoul(dl + strlen("\ndict d len 2, bytes "), NULL, 10);
+    cr_assert_gt(dict_bytes, 0, "%s", out);
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')); p++)
+        lines++;
+    cr_assert_eq(lines, 2 + 6, "%s", out);
+
+    /* Release the sleepers: the counts go back to 0. */
+    CHECK_RC(ps_mpqueue_put_nowait(empty, "abc", 3), 0);
+    CHECK_RC(ps_mpqueue_get_nowait(full, buf, sizeof buf, &len), 0);
+    cr_assert_eq(child_wait(getter, 10.0), 0);
+    cr_assert_eq(child_wait(putter, 10.0), 0);
+    const char *after[] = {
+        "queue empty depth 0, bytes 0/64, maxsize 0, getters 0, putters 0, unfinished 1",
+        "queue full depth 1, bytes 16/64, maxsize 1, getters 0, putters 0, unfinished 2",
+    };
+    rc = stat_until_lines(name, out, sizeof out, after, 2);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    for (size_t i = 0; i < 2; i++)
+        cr_assert(has_line(out, after[i]), "no line '%s' in:\n%s", after[i], out);
+    CHECK_RC_E(ps_manager_close(m), 0);
+}
+
+/* Finds the 8 bytes of magic in the segment's file and flips one of them. */
+static void damage_magic(const char *name, const char *magic)
+{
+    size_t size = seg_file_size(name);
+    unsigned char *bytes = malloc(size);
+    seg_file_io(name, bytes, size, false);
+    unsigned char *at = memmem(bytes, size, magic, 8);
+    cr_assert_not_null(at, "no magic %s in the segment", magic);
+    at[0] ^= 0xff;
+    seg_file_io(name, bytes, size, true);
+    free(bytes);
+}
+
+/* A queue or dict whose header is not one: the reason and exit 1, never a
+ * crash, and the other objects are still listed. */
+Test(manager, pysync_stat_rejects_damaged_queue_and_dict)
+{
+    const char *name = seg_name("statbad");
+    ps_manager_t *m = ps_manager_new(name, 64 * 1024);
+    cr_assert_not_null(m);
+    cr_assert(ps_manager_queue(m, "q", 0, 64) && ps_manager_dict(m, "d") &&
+              ps_manager_lock(m, "l"));
+    CHECK_RC_E(ps_manager_close(m), 0);
+    static char out[16384];
+    cr_assert_eq(run_stat(name, out, sizeof out), 0, "%s", out);
+
+    damage_magic(name, "PQUEUE1");     /* with its NUL: 8 bytes */
+    cr_assert_eq(run_stat(name, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "queue q is not a sound queue"), "%s", out);
+    cr_assert(has_line(out, "lock l free"), "%s", out);
+
+    damage_magic(name, "PSYSDICT");
+    cr_assert_eq(run_stat(name, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "dict d is not a sound dict"), "%s", out);
+    cr_assert(has_line(out, "lock l free"), "%s", out);
+}
+
+/* Random bytes over a segment of queues and dicts: pysync-stat answers 0 or 1,
+ * never crashes, and never writes. */
+Test(manager, pysync_stat_survives_damaged_queues_and_dicts)
+{
+    const char *name = seg_name("statqfuzz");
+    ps_manager_t *m = ps_manager_new(name, 64 * 1024);
+    cr_assert_not_null(m);
+    char key[32];
+    for (int i = 0; i < 6; i++) {
+        snprintf(key, sizeof key, "q%d", i);
+        ps_mpqueue_t *q = ps_manager_queue(m, key, (size_t)i, 64 + 8 * (size_t)i);
+        snprintf(key, sizeof key, "d%d", i);
+        ps_dict_t *d = ps_manager_dict(m, key);
+        cr_assert(q && d, "%s", ps_errname(errno));
+        for (int j = 0; j < i; j++) {
+            CHECK_RC(ps_mpqueue_put_nowait(q, key, (size_t)j), 0);
+            snprintf(key, sizeof key, "k%d", j);
+            CHECK_RC(ps_dict_set(d, key, key, strlen(key)), 0);
+        }
+    }
+    ps_manager_close(m);
+    size_t size = seg_file_size(name);
+    unsigned char *good = malloc(size), *bytes = malloc(size), *after = malloc(size);
+    seg_file_io(name, good, size, false);
+    const size_t lock_word = LOCK_WORD, span = 40 * 1024;
+    static char out[65536];
+    unsigned x = 2424;
+    int answers[2] = { 0, 0 };
+    double end = now() + 2.0;
+    for (int round = 0; round < 400 && now() < end; round++) {
+        memcpy(bytes, good, size);
+        int flips = 1 + (int)((x = x * 1103515245u + 12345u) >> 16) % 8;
+        for (int f = 0; f < flips; f++) {
+            x = x * 1103515245u + 12345u;
+            size_t at = (x >> 8) % span;
+            if (at / 4 != lock_word / 4)
+                bytes[at] = (unsigned char)(x >> 3);
+        }
+        seg_file_io(name, bytes, size, true);
+        int rc = run_stat(name, out, sizeof out);
+        cr_assert(rc == 0 || rc == 1, "round %d: exit %d:\n%s", round, rc, out);
+        answers[rc]++;
+        seg_file_io(name, after, size, false);
+        cr_assert(memcmp(bytes, after, size) == 0, "round %d: pysync-stat wrote", round);
+    }
+    cr_assert(answers[0] > 0 && answers[1] > 0, "sound %d, rejected %d: the test tests little",
+              answers[0], answers[1]);
+    free(good);
+    free(bytes);
+    free(after);
+}
+
+/* ---- the allocator: many blocks, and a damaged free list ---- */
+
+/* 20000 small values, then every other one removed: each removal leaves a
+ * free block between two used ones (the last one joins the free rest of the
+ * heap). Then the holes are filled again, first fit, and all removed. */
+Test(manager, remove_every_other_of_twenty_thousand)
+{
+    enum { N = 20000, BYTES = 16, BLOCK = 32 };     /* a 16-byte header, then the value */
+    ps_manager_t *m = ps_manager_new(NULL, 32u << 20);
+    cr_assert_not_null(m, "%s", ps_errname(errno));
+    ps_manager_stats_t empty = stats_of(m);
+    cr_assert_geq(empty.name_slots / 4 * 3, (size_t)N, "the test needs more name slots");
+    char key[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "v%d", i);
+        uint64_t *v = ps_manager_value(m, key, BYTES);
+        cr_assert_not_null(v, "%s: %s", key, ps_errname(errno));
+        v[0] = (uint64_t)i * 7 + 1;
+    }
+    ps_manager_stats_t full = stats_of(m);
+    cr_assert_eq(full.free_bytes + (size_t)N * BLOCK, full.heap_bytes);
+    for (int i = 1; i < N; i += 2) {
+        snprintf(key, sizeof key, "v%d", i);
+        CHECK_RC_E(ps_manager_remove(m, key), 0);
+    }
+    ps_manager_stats_t st = stats_of(m);
+    cr_assert_eq(st.objects, (size_t)N / 2);
+    cr_assert_eq(st.free_blocks, (size_t)N / 2, "%zu free blocks", st.free_blocks);
+    cr_assert_eq(st.free_bytes + (size_t)N / 2 * BLOCK, st.heap_bytes, "the heap does not tile");
+    cr_assert_eq(st.largest_free, full.free_bytes + BLOCK);
+    for (int i = 0; i < N; i += 2) {                        /* the others are untouched */
+        snprintf(key, sizeof key, "v%d", i);
+        uint64_t *v = ps_manager_value(m, key, BYTES);
+        cr_assert(v && v[0] == (uint64_t)i * 7 + 1, "%s", key);
+    }
+    for (int i = 1; i < N; i += 2) {                        /* first fit: the holes again */
+        snprintf(key, sizeof key, "w%d", i);
+        cr_assert_not_null(ps_manager_value(m, key, BYTES), "%s: %s", key, ps_errname(errno));
+    }
+    st = stats_of(m);
+    cr_assert_eq(st.free_blocks, 1);
+    cr_assert_eq(st.free_bytes, full.free_bytes);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "%c%d", "vw"[i % 2], i);
+        CHECK_RC_E(ps_manager_remove(m, key), 0);
+    }
+    st = stats_of(m);
+    cr_assert_eq(st.objects, 0);
+    cr_assert_eq(st.free_blocks, 1);
+    cr_assert_eq(st.free_bytes, empty.free_bytes);
+    CHECK_RC_E(ps_manager_close(m), 0);
+}
+
+/* A free block's prev link (the word after its header) damaged in the file:
+ * the calls that follow it, and stats, say EPROTO; none crashes or hangs,
+ * and the objects away from the damage still work. */
+Test(manager, damaged_prev_link_gives_eproto)
+{
+    const char *name = seg_name("prevlink");
+    ps_manager_t *m = ps_manager_new(name, 64 * 1024);
+    cr_assert_not_null(m);
+    const char *keys[] = { "a", "b", "c", "d" };
+    for (int i = 0; i < 4; i++) {
+        uint64_t *v = ps_manager_value(m, keys[i], 16);
+        cr_assert_not_null(v);
+        v[0] = (uint64_t)i + 100;
+    }
+    CHECK_RC_E(ps_manager_remove(m, "b"), 0);       /* free: b's block, the rest after d */
+    ps_manager_stats_t st = stats_of(m);
+    cr_assert_eq(st.free_blocks, 2);
+    ps_manager_close(m);
+    size_t size = seg_file_size(name);
+    unsigned char *good = malloc(size), *bytes = malloc(size);
+    seg_file_io(name, good, size, false);
+    const struct seg_header *h = (const void *)good;
+    uint64_t first = h->free_head, last;
+    memcpy(&last, good + first + offsetof(struct block, next), sizeof last);
+    uint64_t was;
+    memcpy(&was, good + last + BLOCK_PREV, sizeof was);
+    cr_assert_eq(was, first, "the rest's prev link is b's block");
+    const uint64_t bad[] = { 0, last, first + 16, first - 32, h->heap_off, h->heap_end,
+                             size, ~(uint64_t)0, BLOCK_USED_TAG };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        memcpy(bytes, good, size);
+        memcpy(bytes + last + BLOCK_PREV, &bad[k], sizeof bad[k]);
+        seg_file_io(name, bytes, size, true);
+        m = ps_manager_open(name);
+        cr_assert_not_null(m, "%s", ps_errname(errno));
+        CHECK_RC_E(ps_manager_stats(m, &st), EPROTO);
+        CHECK_RC_E(ps_manager_remove(m, "d"), EPROTO);  /* d's block is before the rest */
+        errno = 0;
+        cr_assert_null(ps_manager_value(m, "new", 16), "case %zu", k);  /* first fit: b's */
+        cr_assert_eq(errno, EPROTO, "case %zu: %s", k, ps_errname(errno));
+        for (int i = 0; i < 4; i += 1 + (i == 0)) {     /* nothing else lost (b is gone) */
+            uint64_t *v = ps_manager_value(m, keys[i], 16);
+            cr_assert(v && v[0] == (uint64_t)i + 100, "case %zu: %s", k, keys[i]);
+        }
+        ps_manager_close(m);
+    }
+    seg_file_io(name, good, size, true);                /* and undamaged, all is well */
+    m = ps_manager_open(name);
+    cr_assert_not_null(m);
+    CHECK_RC_E(ps_manager_remove(m, "d"), 0);
+    cr_assert_not_null(ps_manager_value(m, "new", 16));
+    cr_assert_eq(stats_of(m).free_blocks, 1);
+    ps_manager_close(m);
+    free(good);
+    free(bytes);
 }

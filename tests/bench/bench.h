@@ -182,4 +182,18 @@ static inline void bench_idle_stop(bench_idle_t *t)
     close(t->fd[0]);
 }
 
+/* The 1-, 5- and 15-minute load averages ("0.58 0.77 1.23"), to print next to
+ * results: other work on the machine shows in the spread. "?" if unreadable. */
+static inline void bench_loadavg(char *buf, size_t n)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double a = 0, b = 0, c = 0;
+    if (f && fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
+        snprintf(buf, n, "%.2f %.2f %.2f", a, b, c);
+    else
+        snprintf(buf, n, "?");
+    if (f)
+        fclose(f);
+}
+
 #endif
