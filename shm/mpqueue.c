@@ -476,7 +476,7 @@ int mpqueue_destroy_at(void *obj)
         return EINVAL;
     lock_side(&q->put.lock);
     lock_side(&q->get.lock);
-    bool busy = inside_busy(&q->put.inside, true) | inside_busy(&q->get.inside, true) |
+    bool busy = inside_busy(&q->put.inside, true) || inside_busy(&q->get.inside, true) ||
                 inside_busy(&q->join_inside, true);
     if (!busy)
         store_release(&q->magic, 0);
