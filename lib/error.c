@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Error codes as pysync means them. strerror(ESHUTDOWN) says "Cannot send after
- * transport endpoint shutdown"; a pysync user wants "queue is shut down". */
+ * transport endpoint shutdown"; a pysync user wants "queue or executor is shut
+ * down". */
 #include <pysync/base.h>
 
 #include <stdio.h>
@@ -17,7 +18,7 @@ static const struct {
     { EPERM, "EPERM", "not held by the caller (release or wait without the lock)" },
     { EOVERFLOW, "EOVERFLOW",
       "released too many times (bounded semaphore) or task_done called too often" },
-    { ESHUTDOWN, "ESHUTDOWN", "queue is shut down" },
+    { ESHUTDOWN, "ESHUTDOWN", "queue or executor is shut down" },
     { EPIPE, "EPIPE", "barrier is broken, or the worker process died" },
     { ECANCELED, "ECANCELED", "future was cancelled" },
     { EOWNERDEAD, "EOWNERDEAD", "previous owner died holding the lock" },
@@ -30,6 +31,7 @@ static const struct {
     { EBUSY, "EBUSY", "in use: held or waited on; nothing was changed" },
     { EDEADLK, "EDEADLK", "a thread or process cannot join itself" },
     { ECHILD, "ECHILD", "the child process was reaped elsewhere (waitpid), or is not ours" },
+    { ENOSYS, "ENOSYS", "not available in this build (process executor)" },
 };
 
 static int find(int code)

@@ -19,7 +19,8 @@ Test(library, version)
 
 Test(library, strerror_says_what_pysync_means)
 {
-    cr_assert_str_eq(ps_strerror(ESHUTDOWN), "queue is shut down");
+    cr_assert_str_eq(ps_strerror(ESHUTDOWN), "queue or executor is shut down");
+    cr_assert_str_eq(ps_strerror(ENOSYS), "not available in this build (process executor)");
     cr_assert_str_eq(ps_strerror(EOWNERDEAD), "previous owner died holding the lock");
     cr_assert(strstr(ps_strerror(EOVERFLOW), "released too many times"));
     cr_assert_not_null(ps_strerror(-7));

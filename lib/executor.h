@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* What executors share: the public ps_executor_* calls check their arguments
+ * and dispatch on the executor's ops. The thread executor lives in
+ * lib/executor.c; a process executor (PS_PROCESSES) registers its ops from its
+ * own file, e.g. from a constructor:
+ *
+ *     static const struct executor_ops ops = { ... };
+ *     __attribute__((constructor)) static void reg(void) { executor_register_process(&ops); }
+ *
+ * and builds its futures with lib/future.h. Without one, ps_executor_new(n,
+ * PS_PROCESSES) fails with ENOSYS. */
+#ifndef PS_EXECUTOR_H
+#define PS_EXECUTOR_H
+
+#include <pysync/futures.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "future.h"
+
+struct executor_ops {
+    /* max_workers is resolved (> 0), flags contain PS_PROCESSES. NULL + errno. */
+    ps_executor_t *(*create)(unsigned max_workers, int flags);
+    /* Arguments checked: fn != NULL, in != NULL or inlen == 0,
+     * inlen <= PS_TASK_BYTES_MAX. NULL + errno (ESHUTDOWN, ENOMEM...). */
+    ps_future_t *(*submit_bytes)(ps_executor_t *ex, future_bytes_fn fn, const void *in,
+                                 size_t inlen);
+    int (*shutdown)(ps_executor_t *ex, bool wait, bool cancel_futures);
+    void (*free)(ps_executor_t *ex);         /* shutdown(ex, true, false), then free */
+};
+
+/* The first member of every executor: what the public calls dispatch on. */
+struct ps_executor {
+    const struct executor_ops *ops;
+};
+
+/* Makes ps_executor_new(n, PS_PROCESSES) call ops->create. */
+void executor_register_process(const struct executor_ops *ops);
+
+/* max_workers 0: the number of CPUs the process may run on (sched_getaffinity). */
+unsigned executor_default_workers(void);
+
+#endif

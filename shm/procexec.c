@@ -1,0 +1,699 @@
+/* SPDX-License-Identifier: MIT */
+/* The process executor: ps_executor_new(n, PS_PROCESSES), concurrent.futures'
+ * ProcessPoolExecutor (and multiprocessing.Pool's apply_async) for bytes tasks.
+ *
+ * Shared memory
+ *   One anonymous MAP_SHARED region made before any worker is forked: a header
+ *   line (csleep: the collector is asleep and wants the eventfd) and one slot per
+ *   worker: a state futex word (IDLE, ASSIGNED, DONE, EXIT), wsleep (the worker
+ *   sleeps on the state word and wants a FUTEX_WAKE), the task's function
+ *   pointer (workers are forked from this process, so it is valid there), its
+ *   input and output sizes and buffers of PS_TASK_BYTES_MAX each (MAP_NORESERVE:
+ *   only the pages a task touches are ever backed). submit copies the input
+ *   into the future (parent memory: the task may wait in the queue) and the
+ *   collector copies it into the slot when a worker takes the task; the worker
+ *   writes its output in the slot, and the collector copies that into the
+ *   future. No pipe, no feeder thread. (One copy on the way in would need the
+ *   queue itself in shared memory.)
+ *
+ * The collector
+ *   One thread per executor, in the parent. Submits queue futures in parent
+ *   memory (a FIFO under a mutex). The collector completes the futures of slots
+ *   in DONE, hands the oldest pending task to each free worker (ASSIGNED), and
+ *   watches the workers' pidfds: a worker that exits or is killed is reaped,
+ *   the task it was running (ASSIGNED, not DONE) completes with EPIPE, and a
+ *   replacement is forked into its slot. While there is work the collector
+ *   polls the slots (and the pidfds with a zero timeout every few rounds);
+ *   when idle it sleeps in poll() on the pidfds plus an eventfd. Sleeping is a
+ *   Dekker pair: the collector sets csleep and then re-checks the slots and the
+ *   queue; a worker stores DONE and then reads csleep, a submit counts its task
+ *   and then reads csleep, and only when it is set does either write the
+ *   eventfd. Workers likewise spin a little, then set wsleep and FUTEX_WAIT on
+ *   their state word; the collector calls FUTEX_WAKE only if wsleep was set. So
+ *   while everyone is busy no system call is made per task.
+ *
+ *   Every worker is forked by the collector thread, which lives as long as the
+ *   executor: PR_SET_PDEATHSIG fires when the forking thread ends (PITFALLS 3),
+ *   so workers die with the executor's process, never earlier. They check
+ *   getppid() after arming it, and leave with _exit (no atexit handlers).
+ *
+ * Shutdown
+ *   Sets the flag under the queue's mutex (later submits: ESHUTDOWN);
+ *   cancel_futures cancels every pending future. The collector ends once the
+ *   queue is empty and no task runs: it sets every slot to EXIT, wakes the
+ *   workers and reaps them. wait joins the collector. As in Python, an
+ *   executor not shut down when the program exits finishes its queued tasks
+ *   (an atexit hook shuts down, with wait, every executor of this process). An
+ *   executor made before a fork is the parent's: in the child it refuses
+ *   submits, and shutdown and free leave it alone. */
+#include "executor.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "futex.h"
+
+#define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define load_sc(p)          __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define store_sc(p, v)      __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+
+#define WORKER_SPINS    20000   /* polls of its state word before a worker sleeps */
+#define COLLECT_SPINS   20000   /* idle rounds of the collector before it sleeps */
+#define DEATH_EVERY     64      /* busy rounds between looks at the pidfds */
+#define RESPAWN_MS      50      /* retry period while a fork fails */
+
+enum { S_IDLE = 0, S_ASSIGNED = 1, S_DONE = 2, S_EXIT = 3 };
+
+struct shared_header {
+    unsigned csleep;            /* the collector sleeps in poll: write the eventfd */
+} __attribute__((aligned(64)));
+
+struct slot {
+    unsigned state;             /* futex word: S_* */
+    unsigned wsleep;            /* the worker sleeps on state: FUTEX_WAKE it */
+    future_bytes_fn fn;
+    size_t inlen;
+    ssize_t outlen;             /* what fn returned */
+    __attribute__((aligned(64))) unsigned char in[PS_TASK_BYTES_MAX];
+    __attribute__((aligned(64))) unsigned char out[PS_TASK_BYTES_MAX];
+} __attribute__((aligned(4096)));
+
+struct proc_worker {
+    pid_t pid;                  /* -1: no process in this slot */
+    int pidfd;
+    ps_future_t *task;          /* the future its slot holds (ASSIGNED or DONE) */
+};
+
+struct proc_executor {
+    struct ps_executor base;
+    unsigned n;
+    void *map;
+    size_t maplen;
+    struct shared_header *hdr;
+    struct slot *slots;
+    struct proc_worker *workers;
+    struct pollfd *pfds;        /* [0]: eventfd, [1 + i]: worker i's pidfd */
+    int efd;
+    pid_t pid;                  /* the process that made it */
+    pthread_t collector;
+    pthread_mutex_t mutex;      /* the queue, the shutdown flag */
+    ps_future_t *head, *tail;
+    unsigned nqueued;           /* futures in the queue (seq_cst: the Dekker pair) */
+    unsigned shutdown;
+    unsigned finished;          /* the collector has ended */
+    pthread_mutex_t join_mutex;
+    bool joined;
+    bool orphan;                /* freed from its own collector (a callback) */
+    bool exit_seen;
+    unsigned refs;
+    unsigned started;           /* futex word: collector made its first workers */
+    int start_err;
+    struct proc_executor *reg_next;
+};
+
+static const struct executor_ops proc_ops;
+
+/* ---- registry of this process's executors, for the at-exit hook ---- */
+
+static struct {
+    pthread_mutex_t mutex;
+    struct proc_executor *head;
+    bool exiting;
+} registry = { PTHREAD_MUTEX_INITIALIZER, NULL, false };
+
+static int proc_shutdown(struct proc_executor *ex, bool wait, bool cancel_futures);
+static void proc_unref(struct proc_executor *ex);
+
+static bool foreign(const struct proc_executor *ex)
+{
+    return ex->pid != getpid();
+}
+
+static void registry_at_exit(void)
+{
+    store_relaxed(&registry.exiting, true);
+    for (;;) {
+        pthread_mutex_lock(&registry.mutex);
+        struct proc_executor *ex = registry.head;
+        while (ex && (ex->exit_seen || foreign(ex)))
+            ex = ex->reg_next;
+        if (ex) {
+            ex->exit_seen = true;
+            __atomic_add_fetch(&ex->refs, 1, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&registry.mutex);
+        if (!ex)
+            return;
+        proc_shutdown(ex, true, false);
+        proc_unref(ex);
+    }
+}
+
+static void registry_child(void)
+{
+    pthread_mutex_init(&registry.mutex, NULL);
+    store_relaxed(&registry.exiting, false);
+}
+
+static void registry_setup(void)
+{
+    pthread_atfork(NULL, NULL, registry_child);
+    atexit(registry_at_exit);
+}
+
+static void registry_add(struct proc_executor *ex)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, registry_setup);
+    pthread_mutex_lock(&registry.mutex);
+    ex->reg_next = registry.head;
+    registry.head = ex;
+    pthread_mutex_unlock(&registry.mutex);
+}
+
+static void registry_remove(struct proc_executor *ex)
+{
+    pthread_mutex_lock(&registry.mutex);
+    for (struct proc_executor **link = &registry.head; *link; link = &(*link)->reg_next) {
+        if (*link == ex) {
+            *link = ex->reg_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry.mutex);
+}
+
+/* ---- the worker process ---- */
+
+static void kick(int efd)
+{
+    uint64_t one = 1;
+    ssize_t r = write(efd, &one, sizeof one);
+    (void)r;                    /* EAGAIN: the counter is far from empty */
+}
+
+static _Noreturn void worker_main(struct proc_executor *ex, unsigned i, pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    struct slot *s = &ex->slots[i];
+    struct shared_header *hdr = ex->hdr;
+    int efd = ex->efd;
+    for (;;) {
+        unsigned st = load_acquire(&s->state);
+        if (st == S_ASSIGNED) {
+            ssize_t n = s->fn(s->in, s->inlen, s->out, PS_TASK_BYTES_MAX);
+            if (n > (ssize_t)PS_TASK_BYTES_MAX)
+                n = -EMSGSIZE;              /* fn overran its buffer */
+            s->outlen = n;
+            store_sc(&s->state, S_DONE);
+            if (load_sc(&hdr->csleep))
+                kick(efd);
+            continue;
+        }
+        if (st == S_EXIT)
+            _exit(0);
+        /* IDLE, or DONE and not yet collected: wait for the parent. */
+        for (int k = 0; k < WORKER_SPINS && load_relaxed(&s->state) == st; k++)
+            cpu_relax();
+        if (load_relaxed(&s->state) != st)
+            continue;
+        store_sc(&s->wsleep, 1);
+        if (load_sc(&s->state) == st)
+            futex_wait(&s->state, st, NULL, true);
+        store_relaxed(&s->wsleep, 0);
+    }
+}
+
+/* ---- the collector ---- */
+
+/* Stores a new state for a worker, waking it if it sleeps. */
+static void slot_set(struct slot *s, unsigned st)
+{
+    store_sc(&s->state, st);
+    if (load_sc(&s->wsleep))    /* only the worker clears it (else a lost wakeup) */
+        futex_wake(&s->state, 1, true);
+}
+
+/* Forks the worker of slot i (from the collector thread only). */
+static int spawn(struct proc_executor *ex, unsigned i)
+{
+    struct slot *s = &ex->slots[i];
+    store_relaxed(&s->state, S_IDLE);
+    store_relaxed(&s->wsleep, 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return errno;
+    if (pid == 0)
+        worker_main(ex, i, parent);
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+        int err = errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return err;
+    }
+    ex->workers[i].pid = pid;
+    ex->workers[i].pidfd = fd;
+    ex->pfds[1 + i].fd = fd;
+    return 0;
+}
+
+static ps_future_t *queue_pop(struct proc_executor *ex)
+{
+    if (load_relaxed(&ex->nqueued) == 0)
+        return NULL;
+    pthread_mutex_lock(&ex->mutex);
+    ps_future_t *f = ex->head;
+    if (f) {
+        ex->head = f->next;
+        if (!ex->head)
+            ex->tail = NULL;
+        __atomic_sub_fetch(&ex->nqueued, 1, __ATOMIC_SEQ_CST);
+    }
+    pthread_mutex_unlock(&ex->mutex);
+    return f;
+}
+
+/* Completes the future of a slot found DONE. */
+static void collect(struct proc_executor *ex, unsigned i)
+{
+    struct proc_worker *w = &ex->workers[i];
+    struct slot *s = &ex->slots[i];
+    ps_future_t *f = w->task;
+    w->task = NULL;
+    if (f) {
+        future_complete_bytes(f, s->out, s->outlen);
+        future_release(f);
+    }
+}
+
+/* Gives worker i (free, alive) the oldest pending task; false if none. */
+static bool assign(struct proc_executor *ex, unsigned i)
+{
+    ps_future_t *f;
+    while ((f = queue_pop(ex))) {
+        if (future_set_running(f))
+            break;
+        future_release(f);      /* cancelled */
+    }
+    if (!f)
+        return false;
+    struct slot *s = &ex->slots[i];
+    s->fn = f->fn.bytes;
+    s->inlen = f->ext->inlen;
+    if (s->inlen)
+        memcpy(s->in, f->arg, s->inlen);
+    ex->workers[i].task = f;
+    slot_set(s, S_ASSIGNED);
+    return true;
+}
+
+/* Reaps the workers that ended; their running tasks fail with EPIPE. Forks
+ * replacements unless the executor is winding down. True if anything changed. */
+static bool check_deaths(struct proc_executor *ex, int timeout_ms, bool *missing)
+{
+    int r = poll(ex->pfds, ex->n + 1, timeout_ms);
+    bool changed = false;
+    if (r > 0 && ex->pfds[0].revents) {
+        uint64_t v;
+        ssize_t got = read(ex->efd, &v, sizeof v);
+        (void)got;
+    }
+    *missing = false;
+    for (unsigned i = 0; i < ex->n; i++) {
+        struct proc_worker *w = &ex->workers[i];
+        if (w->pid > 0 && r > 0 && ex->pfds[1 + i].revents) {
+            siginfo_t si;
+            memset(&si, 0, sizeof si);
+            int rc = waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG);
+            if (rc != 0 ? errno != ECHILD : si.si_pid == 0)
+                continue;   /* not ended after all (ECHILD: reaped elsewhere) */
+            close(w->pidfd);
+            w->pidfd = -1;
+            w->pid = -1;
+            ex->pfds[1 + i].fd = -1;
+            if (w->task) {
+                if (load_acquire(&ex->slots[i].state) == S_DONE) {
+                    collect(ex, i);   /* it finished before it died */
+                } else {
+                    ps_future_t *f = w->task;
+                    w->task = NULL;
+                    future_complete_error(f, EPIPE);
+                    future_release(f);
+                }
+            }
+            changed = true;
+        }
+        if (w->pid < 0) {
+            if (load_acquire(&ex->shutdown) && load_sc(&ex->nqueued) == 0)
+                continue;       /* winding down: no replacement needed */
+            if (spawn(ex, i) != 0)
+                *missing = true;
+            else
+                changed = true;
+        }
+    }
+    return changed;
+}
+
+static bool any_running(struct proc_executor *ex)
+{
+    for (unsigned i = 0; i < ex->n; i++)
+        if (ex->workers[i].task)
+            return true;
+    return false;
+}
+
+static bool any_free_alive(struct proc_executor *ex)
+{
+    for (unsigned i = 0; i < ex->n; i++)
+        if (ex->workers[i].pid > 0 && !ex->workers[i].task)
+            return true;
+    return false;
+}
+
+/* One pass over the slots: collect and assign. True if anything happened. */
+static bool round_once(struct proc_executor *ex)
+{
+    bool progress = false;
+    for (unsigned i = 0; i < ex->n; i++) {
+        struct proc_worker *w = &ex->workers[i];
+        if (w->pid <= 0)
+            continue;
+        struct slot *s = &ex->slots[i];
+        if (w->task) {
+            if (load_acquire(&s->state) != S_DONE)
+                continue;
+            collect(ex, i);
+            progress = true;
+            if (!assign(ex, i))
+                slot_set(s, S_IDLE);
+        } else if (load_relaxed(&ex->nqueued) > 0) {
+            progress |= assign(ex, i);
+        }
+    }
+    return progress;
+}
+
+static void collector_finish(struct proc_executor *ex)
+{
+    for (unsigned i = 0; i < ex->n; i++)
+        if (ex->workers[i].pid > 0)
+            slot_set(&ex->slots[i], S_EXIT);
+    for (unsigned i = 0; i < ex->n; i++) {
+        struct proc_worker *w = &ex->workers[i];
+        if (w->pid <= 0)
+            continue;
+        siginfo_t si;
+        while (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED) != 0 && errno == EINTR)
+            ;
+        close(w->pidfd);
+        w->pidfd = -1;
+        w->pid = -1;
+    }
+}
+
+static void *collector_main(void *arg)
+{
+    struct proc_executor *ex = arg;
+    unsigned made = 0;
+    int err = 0;
+    for (unsigned i = 0; i < ex->n; i++) {
+        int e = spawn(ex, i);
+        if (e)
+            err = e;
+        else
+            made++;
+    }
+    ex->start_err = made ? 0 : err;
+    store_release(&ex->started, 1);
+    futex_wake(&ex->started, 1, false);
+    if (!made)
+        return NULL;            /* create fails and joins us */
+
+    unsigned rounds = 0, idle = 0;
+    bool missing = false;
+    for (;;) {
+        bool progress = round_once(ex);
+        if (++rounds % DEATH_EVERY == 0 || missing)
+            progress |= check_deaths(ex, 0, &missing);
+        if (progress) {
+            idle = 0;
+            continue;
+        }
+        if (load_acquire(&ex->shutdown) && load_sc(&ex->nqueued) == 0 && !any_running(ex))
+            break;
+        if (idle++ < COLLECT_SPINS) {
+            cpu_relax();
+            continue;
+        }
+        /* Sleep: announce it, then look once more (the Dekker pair). */
+        store_sc(&ex->hdr->csleep, 1);
+        bool work = false;
+        for (unsigned i = 0; i < ex->n && !work; i++)
+            if (ex->workers[i].task && load_sc(&ex->slots[i].state) == S_DONE)
+                work = true;
+        if (load_sc(&ex->nqueued) > 0 && any_free_alive(ex))
+            work = true;
+        if (load_sc(&ex->shutdown))
+            work = work || (load_sc(&ex->nqueued) == 0 && !any_running(ex));
+        if (!work)
+            check_deaths(ex, missing ? RESPAWN_MS : -1, &missing);
+        store_relaxed(&ex->hdr->csleep, 0);
+        idle = 0;
+    }
+    collector_finish(ex);
+    store_release(&ex->finished, 1);
+    bool orphan = load_acquire(&ex->orphan);
+    if (orphan) {
+        pthread_detach(pthread_self());
+        proc_unref(ex);
+    }
+    return NULL;
+}
+
+/* ---- the executor ---- */
+
+static void proc_destroy(struct proc_executor *ex)
+{
+    ps_future_t *f;
+    while ((f = ex->head)) {   /* a foreign executor's leftovers */
+        ex->head = f->next;
+        future_cancel(f);
+        future_release(f);
+    }
+    if (ex->efd >= 0)
+        close(ex->efd);
+    if (ex->map)
+        munmap(ex->map, ex->maplen);
+    free(ex->workers);
+    free(ex->pfds);
+    pthread_mutex_destroy(&ex->mutex);
+    pthread_mutex_destroy(&ex->join_mutex);
+    free(ex);
+}
+
+static void proc_unref(struct proc_executor *ex)
+{
+    if (__atomic_sub_fetch(&ex->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        proc_destroy(ex);
+}
+
+static ps_executor_t *proc_create(unsigned max_workers, int flags)
+{
+    (void)flags;
+    int saved = errno;
+    struct proc_executor *ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ex->base.ops = &proc_ops;
+    ex->n = max_workers;
+    ex->efd = -1;
+    ex->refs = 1;
+    ex->pid = getpid();
+    pthread_mutex_init(&ex->mutex, NULL);
+    pthread_mutex_init(&ex->join_mutex, NULL);
+    int err = ENOMEM;
+    ex->workers = calloc(max_workers, sizeof *ex->workers);
+    ex->pfds = calloc((size_t)max_workers + 1, sizeof *ex->pfds);
+    if (!ex->workers || !ex->pfds)
+        goto fail;
+    ex->maplen = sizeof(struct slot) * ((size_t)max_workers + 1);
+    ex->map = mmap(NULL, ex->maplen, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (ex->map == MAP_FAILED) {
+        ex->map = NULL;
+        goto fail;
+    }
+    ex->hdr = ex->map;
+    ex->slots = (struct slot *)ex->map + 1;     /* the header gets a slot's room */
+    ex->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ex->efd < 0) {
+        err = errno;
+        goto fail;
+    }
+    ex->pfds[0].fd = ex->efd;
+    ex->pfds[0].events = POLLIN;
+    for (unsigned i = 0; i < max_workers; i++) {
+        ex->workers[i].pid = -1;
+        ex->workers[i].pidfd = -1;
+        ex->pfds[1 + i].fd = -1;
+        ex->pfds[1 + i].events = POLLIN;
+    }
+    /* The collector takes no signals: the program's handlers run elsewhere. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&ex->collector, NULL, collector_main, ex);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err)
+        goto fail;
+    while (load_acquire(&ex->started) == 0)
+        futex_wait(&ex->started, 0, NULL, false);
+    if (ex->start_err) {
+        err = ex->start_err;
+        pthread_join(ex->collector, NULL);
+        goto fail;
+    }
+    registry_add(ex);
+    errno = saved;
+    return &ex->base;
+fail:
+    proc_destroy(ex);
+    errno = err;
+    return NULL;
+}
+
+static ps_future_t *proc_submit_bytes(ps_executor_t *base, future_bytes_fn fn, const void *in,
+                                      size_t inlen)
+{
+    struct proc_executor *ex = (struct proc_executor *)base;
+    if (load_relaxed(&ex->shutdown) || load_relaxed(&registry.exiting) || foreign(ex)) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+    ps_future_t *f = future_new_bytes();
+    if (!f)
+        return NULL;
+    if (inlen > 0) {
+        f->arg = malloc(inlen);
+        if (!f->arg) {
+            future_release(f);
+            future_release(f);
+            errno = ENOMEM;
+            return NULL;
+        }
+        memcpy(f->arg, in, inlen);
+    }
+    f->ext->inlen = inlen;
+    f->fn.bytes = fn;
+    f->next = NULL;
+    pthread_mutex_lock(&ex->mutex);
+    if (ex->shutdown || load_relaxed(&registry.exiting)) {
+        pthread_mutex_unlock(&ex->mutex);
+        future_release(f);
+        future_release(f);
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+    if (ex->tail)
+        ex->tail->next = f;
+    else
+        ex->head = f;
+    ex->tail = f;
+    __atomic_add_fetch(&ex->nqueued, 1, __ATOMIC_SEQ_CST);
+    if (load_sc(&ex->hdr->csleep))
+        kick(ex->efd);
+    pthread_mutex_unlock(&ex->mutex);
+    return f;
+}
+
+static int proc_shutdown(struct proc_executor *ex, bool wait, bool cancel_futures)
+{
+    if (foreign(ex))
+        return 0;
+    int saved = errno;
+    ps_future_t *cancel = NULL;
+    pthread_mutex_lock(&ex->mutex);
+    store_sc(&ex->shutdown, 1);
+    if (cancel_futures) {
+        cancel = ex->head;
+        ex->head = ex->tail = NULL;
+        store_sc(&ex->nqueued, 0);
+    }
+    kick(ex->efd);
+    pthread_mutex_unlock(&ex->mutex);
+    while (cancel) {
+        ps_future_t *next = cancel->next;
+        future_cancel(cancel);
+        future_release(cancel);
+        cancel = next;
+    }
+    if (wait && !pthread_equal(pthread_self(), ex->collector)) {
+        pthread_mutex_lock(&ex->join_mutex);
+        if (!ex->joined) {
+            pthread_join(ex->collector, NULL);
+            ex->joined = true;
+        }
+        pthread_mutex_unlock(&ex->join_mutex);
+    }
+    errno = saved;
+    return 0;
+}
+
+static int op_shutdown(ps_executor_t *ex, bool wait, bool cancel_futures)
+{
+    return proc_shutdown((struct proc_executor *)ex, wait, cancel_futures);
+}
+
+static void op_free(ps_executor_t *base)
+{
+    struct proc_executor *ex = (struct proc_executor *)base;
+    if (foreign(ex))
+        return;                 /* the parent's: left alone */
+    int saved = errno;
+    registry_remove(ex);
+    if (pthread_equal(pthread_self(), ex->collector)) {
+        /* From a done callback: the collector lets go when it ends. */
+        proc_shutdown(ex, false, false);
+        store_release(&ex->orphan, true);
+    } else {
+        proc_shutdown(ex, true, false);
+        proc_unref(ex);
+    }
+    errno = saved;
+}
+
+static const struct executor_ops proc_ops = {
+    .create = proc_create,
+    .submit_bytes = proc_submit_bytes,
+    .shutdown = op_shutdown,
+    .free = op_free,
+};
+
+__attribute__((constructor)) static void proc_register(void)
+{
+    executor_register_process(&proc_ops);
+}
