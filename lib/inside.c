@@ -18,7 +18,7 @@ static int take_free_entry(struct ps__inside *in, unsigned long long me)
     for (unsigned i = 0, first = (unsigned)me; i < PS__INSIDE_IDS; i++) {
         unsigned at = (first + i) % PS__INSIDE_IDS;
         unsigned long long free_id = 0;
-        if (__atomic_compare_exchange_n(&in->ids[at], &free_id, me, false, __ATOMIC_RELAXED,
+        if (__atomic_compare_exchange_n(&in->ids[at], &free_id, me, false, __ATOMIC_SEQ_CST,
                                         __ATOMIC_RELAXED))
             return (int)at;
     }
@@ -47,24 +47,22 @@ unsigned inside_reap(struct ps__inside *in)
             continue;
         /* Dead: leave for it. The exchange makes sure only one caller does. */
         if (__atomic_compare_exchange_n(&in->ids[i], &id, 0, false, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
-            __atomic_fetch_sub(&in->count, 1, __ATOMIC_RELEASE);
+                                        __ATOMIC_RELAXED))
             reaped++;
-        }
     }
     return reaped;
 }
 
 bool inside_busy(struct ps__inside *in, bool shared)
 {
-    if (__atomic_load_n(&in->count, __ATOMIC_ACQUIRE) == 0)
+    if (!shared)        /* exact: threads of one process die together */
+        return __atomic_load_n(&in->count, __ATOMIC_ACQUIRE) != 0;
+    if (inside_count(in) == 0)
         return false;
-    if (!shared)
-        return true;                /* exact: threads of one process die together */
     inside_reap(in);
     /* Whoever is left is alive, was not recorded, or is entering or leaving
      * right now. */
-    return __atomic_load_n(&in->count, __ATOMIC_ACQUIRE) != 0;
+    return inside_count(in) != 0;
 }
 
 unsigned long long caller_id(void)

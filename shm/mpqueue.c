@@ -327,7 +327,7 @@ static bool can_put_batch(ps_mpqueue_t *q, uint64_t need)
  * under the other lock may bump not_empty too (see try_get). */
 static inline unsigned *bump_if_sleepers(unsigned *word, struct ps__inside *sleepers)
 {
-    if (load_sc(&sleepers->count) == 0)
+    if (inside_count(sleepers) == 0)
         return NULL;
     __atomic_fetch_add(word, 1, __ATOMIC_RELEASE);
     return word;
@@ -706,8 +706,8 @@ int mpqueue_peek(const void *obj, size_t obj_size, struct mpqueue_peek *out)
         .capacity = q->ring_bytes,
         .depth = discarded ? 0 : (uint32_t)(count_of(tail) - count_of(head)),
         .bytes_used = discarded ? 0 : used_bytes(q, tail, head),
-        .getters = load_relaxed(&q->getters.count),
-        .putters = load_relaxed(&q->putters.count),
+        .getters = inside_count(&q->getters),
+        .putters = inside_count(&q->putters),
         .unfinished = unfinished(q, done),
         .shut_down = load_relaxed(&q->shutdown) != ALIVE,
     };

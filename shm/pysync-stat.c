@@ -188,7 +188,7 @@ static int print_object(const char *seg, const struct segview_object *o)
     default:
         printf("%zu bytes", o->size);
     }
-    unsigned inside = in ? __atomic_load_n(&in->count, __ATOMIC_RELAXED) : 0;
+    unsigned inside = in ? inside_count(in) : 0;
     if (inside)
         printf(", waiters %u", inside);
     putchar('\n');

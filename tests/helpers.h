@@ -1118,6 +1118,16 @@ static inline int increment_under_lock(long *counter, int iters, int (*take)(voi
         cr_assert_geq((r)->rounds, 100, "only %ld rounds ran", (r)->rounds);        \
     } while (0)
 
+/* White-box: the callers inside an object, as lib/inside.h keeps them (a count,
+ * plus one recorded id per caller of a shared object). */
+static inline unsigned callers_inside(const struct ps__inside *in)
+{
+    unsigned n = __atomic_load_n(&in->count, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < PS__INSIDE_IDS; i++)
+        n += __atomic_load_n(&in->ids[i], __ATOMIC_ACQUIRE) != 0;
+    return n;
+}
+
 #ifdef cr_assert        /* Criterion tests only */
 /* ---- named shm segments: unique per test process, unlinked by the suite's
  * .fini (test_unlink_segs), also when a test fails ---- */

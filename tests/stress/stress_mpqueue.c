@@ -939,18 +939,11 @@ static void process_part(long total, size_t capacity, int kills, int max_gap_ms)
     CHECK(ps_mpqueue_task_done(q) == EOVERFLOW, "task_done after the end");
     xmsgs += atomic_load(&x->gets);
     xkills += killed;
-    /* Callers killed inside a wait are discounted (lib/inside.c), so the
-     * queue should go. KNOWN ISSUE, reported, not failed on yet: a producer
-     * killed between counting itself in put.inside and recording its pid
-     * (inside_enter), or between the two steps of inside_leave, leaves a
-     * count nobody can discount, and free stays EBUSY for good. With a
-     * producer killed every few ms while it puts, that happens in about one
-     * run in ten. Make this a CHECK once that window is closed. */
+    /* A caller killed anywhere inside is recorded (one CAS enters, lib/inside.h)
+     * and discounted once dead, so the queue must go. */
     if (!free_queue(q, 2.0)) {
         busy_after_kills++;
-        fprintf(stderr, "stress_mpqueue: %s: known issue: free stays EBUSY after %ld kills "
-                        "(a count in lib/inside.c nobody can discount); queue left mapped\n",
-                name, killed);
+        CHECK(false, "%s: free stays EBUSY after %ld kills", name, killed);
     }
     shm_free(x, sizeof *x);
 }
