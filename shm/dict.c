@@ -517,101 +517,108 @@ static int remove_found(struct segment *s, struct dict_header *h, const struct p
 
 /* ---- the calls ---- */
 
+/* A call on one key: the key hashed once, the dict entered, the key probed. */
+struct keyed {
+    struct call c;
+    struct probe p;
+    size_t klen;
+    uint64_t hash;
+    int err;                                /* probe's answer */
+};
+
+/* 0 with the dict entered (leave through finish or segment_unlock, whatever
+ * k->err says), or enter's error with nothing held. */
+static int enter_key(ps_dict_t *d, const char *key, struct keyed *k)
+{
+    k->klen = strlen(key);
+    k->hash = key_hash(key, k->klen);
+    int err = enter(d, &k->c);
+    if (!err)
+        k->err = probe(k->c.s, k->c.h, key, k->klen, k->hash, &k->p);
+    return err;
+}
+
 static int dict_set(ps_dict_t *d, const char *key, const void *value, size_t len)
 {
     if (!key || (!value && len))
         return EINVAL;
-    size_t klen = strlen(key);
-    uint64_t hash = key_hash(key, klen);
-    struct call c;
-    int err = enter(d, &c);
+    struct keyed k;
+    int err = enter_key(d, key, &k);
     if (err)
         return err;
-    struct probe p;
-    err = probe(c.s, c.h, key, klen, hash, &p);
-    if (!err)
-        err = p.slot ? replace(c.s, c.h, &p, value, len)
-                     : insert(c.s, c.h, p.spare, hash, key, klen, value, len);
-    return finish(&c, err);
+    if (!(err = k.err))
+        err = k.p.slot ? replace(k.c.s, k.c.h, &k.p, value, len)
+                       : insert(k.c.s, k.c.h, k.p.spare, k.hash, key, k.klen, value, len);
+    return finish(&k.c, err);
 }
 
 static int dict_get(ps_dict_t *d, const char *key, void *buf, size_t cap, size_t *len, bool pop)
 {
     if (!key || (!buf && cap))
         return EINVAL;
-    size_t klen = strlen(key);
-    uint64_t hash = key_hash(key, klen);
-    struct call c;
-    int err = enter(d, &c);
+    struct keyed k;
+    int err = enter_key(d, key, &k);
     if (err)
         return err;
-    struct probe p;
-    err = probe(c.s, c.h, key, klen, hash, &p);
-    if (!err && !p.slot)
+    const struct probe *p = &k.p;
+    if (!(err = k.err) && !p->slot)
         err = ENOENT;
     if (!err) {
         if (len)
-            *len = p.v.vlen;
-        if (p.v.vlen > cap)
+            *len = p->v.vlen;
+        if (p->v.vlen > cap)
             err = ERANGE;                   /* nothing consumed */
         else {
-            if (p.v.vlen)
-                memcpy(buf, value_of(p.v.e, p.v.klen), p.v.vlen);
+            if (p->v.vlen)
+                memcpy(buf, value_of(p->v.e, p->v.klen), p->v.vlen);
             if (pop)
-                err = remove_found(c.s, c.h, &p);
+                err = remove_found(k.c.s, k.c.h, &k.p);
         }
     }
     if (!pop) {
-        segment_unlock(c.s);                /* nothing was logged */
+        segment_unlock(k.c.s);              /* nothing was logged */
         return err;
     }
-    return finish(&c, err);
+    return finish(&k.c, err);
 }
 
 static int dict_del(ps_dict_t *d, const char *key)
 {
     if (!key)
         return EINVAL;
-    size_t klen = strlen(key);
-    uint64_t hash = key_hash(key, klen);
-    struct call c;
-    int err = enter(d, &c);
+    struct keyed k;
+    int err = enter_key(d, key, &k);
     if (err)
         return err;
-    struct probe p;
-    err = probe(c.s, c.h, key, klen, hash, &p);
-    if (!err)
-        err = p.slot ? remove_found(c.s, c.h, &p) : ENOENT;
-    return finish(&c, err);
+    if (!(err = k.err))
+        err = k.p.slot ? remove_found(k.c.s, k.c.h, &k.p) : ENOENT;
+    return finish(&k.c, err);
 }
 
 static int dict_incr(ps_dict_t *d, const char *key, int64_t delta, int64_t *result)
 {
     if (!key)
         return EINVAL;
-    size_t klen = strlen(key);
-    uint64_t hash = key_hash(key, klen);
-    struct call c;
-    int err = enter(d, &c);
+    struct keyed k;
+    int err = enter_key(d, key, &k);
     if (err)
         return err;
-    struct probe p;
+    const struct probe *p = &k.p;
     int64_t now = delta;
-    err = probe(c.s, c.h, key, klen, hash, &p);
-    if (!err && p.slot) {
-        if (p.v.vlen != sizeof(int64_t))
+    if (!(err = k.err) && p->slot) {
+        if (p->v.vlen != sizeof(int64_t))
             err = EINVAL;
         else {
-            uint64_t *w = (uint64_t *)(void *)value_of(p.v.e, p.v.klen);
+            uint64_t *w = (uint64_t *)(void *)value_of(p->v.e, p->v.klen);
             uint64_t sum = *w + (uint64_t)delta;           /* wraps, as two's complement */
             if (sum != *w)
-                undo_set(c.s, w, sum);
+                undo_set(k.c.s, w, sum);
             memcpy(&now, &sum, sizeof now);
         }
     } else if (!err) {
-        err = insert(c.s, c.h, p.spare, hash, key, klen, &now, sizeof now);
+        err = insert(k.c.s, k.c.h, k.p.spare, k.hash, key, k.klen, &now, sizeof now);
     }
-    err = finish(&c, err);
+    err = finish(&k.c, err);
     if (!err && result)
         *result = now;
     return err;
