@@ -5,8 +5,10 @@
 #define PS_BENCH_H
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -180,6 +183,86 @@ static inline void bench_idle_stop(bench_idle_t *t)
     close(t->fd[1]);  /* read returns 0 */
     pthread_join(t->tid, NULL);
     close(t->fd[0]);
+}
+
+/* Exit 2: the benchmark could not run (setup failed). */
+static inline _Noreturn __attribute__((format(printf, 1, 2))) void bench_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", program_invocation_short_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+/* Exit 1: a result was wrong, so no figure of the run can be trusted. */
+static inline _Noreturn __attribute__((format(printf, 2, 3))) void bench_wrong(const char *what,
+                                                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: CORRECTNESS FAILURE: %s: ", program_invocation_short_name, what);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* Runs cmd, returns its output in out (NUL-terminated) and its exit status. */
+static inline int bench_run_cmd(const char *cmd, char *out, size_t n)
+{
+    fflush(NULL);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        bench_fail("popen %s: %s", cmd, strerror(errno));
+    size_t got = 0;
+    while (got + 1 < n) {
+        size_t r = fread(out + got, 1, n - 1 - got, p);
+        if (r == 0)
+            break;
+        got += r;
+    }
+    out[got] = '\0';
+    int st = pclose(p);
+    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* The temporary file of bench_python_setup, removed at exit. */
+static inline char *bench_py_script_path(void)
+{
+    static char path[64];
+    return path;
+}
+
+static inline void bench_py_cleanup(void)
+{
+    if (bench_py_script_path()[0])
+        unlink(bench_py_script_path());
+}
+
+/* For the comparisons with Python: python gets python3's path ("" if there is
+ * none, and then nothing else happens), script is written to a temporary file
+ * whose path goes to script_path. */
+static inline void bench_python_setup(const char *script, char *python, size_t n,
+                                      char *script_path, size_t path_n)
+{
+    char out[PATH_MAX + 64];
+    python[0] = '\0';
+    int st = bench_run_cmd("python3 -c 'import multiprocessing, sys; print(sys.executable)' "
+                           "2>/dev/null", out, sizeof out);
+    out[strcspn(out, "\n")] = '\0';
+    if (st != 0 || out[0] != '/')
+        return;
+    char *path = bench_py_script_path();
+    snprintf(path, 64, "/tmp/%s_%ld.py", program_invocation_short_name, (long)getpid());
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(script, f) < 0 || fclose(f) != 0)
+        bench_fail("%s: %s", path, strerror(errno));
+    atexit(bench_py_cleanup);
+    snprintf(script_path, path_n, "%s", path);
+    snprintf(python, n, "%s", out);
 }
 
 /* The 1-, 5- and 15-minute load averages ("0.58 0.77 1.23"), to print next to

@@ -48,29 +48,6 @@ static char g_keys[NKEYS][16];
 static char g_python[PATH_MAX + 64];    /* "": not available */
 static char g_py_script[64];
 
-static _Noreturn __attribute__((format(printf, 2, 3))) void wrong(const char *what,
-                                                                   const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_dict: CORRECTNESS FAILURE: %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static _Noreturn __attribute__((format(printf, 1, 2))) void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_dict: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
 /* ---- ps_dict ---- */
 
 typedef struct ctl {
@@ -138,7 +115,7 @@ static void prefill(ps_dict_t *d)
         uint64_t v = (uint32_t)k;
         int rc = ps_dict_set(d, g_keys[k], &v, sizeof v);
         if (rc != 0)
-            fail("prefill %s: %s", g_keys[k], ps_errname(rc));
+            bench_fail("prefill %s: %s", g_keys[k], ps_errname(rc));
     }
 }
 
@@ -151,18 +128,18 @@ static void check_sets(ps_dict_t *d, const ctl_t *c, int nproc)
         size_t len = 0;
         int rc = ps_dict_get(d, g_keys[k], &v, sizeof v, &len);
         if (rc != 0 || len != sizeof v)
-            wrong(what, "get %s afterwards: %s, %zu bytes", g_keys[k], ps_errname(rc), len);
+            bench_wrong(what, "get %s afterwards: %s, %zu bytes", g_keys[k], ps_errname(rc), len);
         bool written = false, match = false;
         for (int w = 0; w < nproc; w++) {
             written |= c->w[w].last[k] != 0;
             match |= c->w[w].last[k] == v;
         }
         if (written ? !match : v != (uint32_t)k)
-            wrong(what, "%s holds 0x%llx, not the last value written to it", g_keys[k],
+            bench_wrong(what, "%s holds 0x%llx, not the last value written to it", g_keys[k],
                   (unsigned long long)v);
     }
     if (ps_dict_len(d) != NKEYS)
-        wrong(what, "the dict holds %zu keys, not %d", ps_dict_len(d), NKEYS);
+        bench_wrong(what, "the dict holds %zu keys, not %d", ps_dict_len(d), NKEYS);
 }
 
 /* One phase: ops/s of nproc workers doing op for PS_PHASE_NS. */
@@ -174,7 +151,7 @@ static double ps_phase(ps_dict_t *d, ctl_t *c, int nproc, int op)
     fflush(NULL);
     for (int i = 0; i < nproc; i++) {
         if ((pid[i] = fork()) < 0)
-            fail("fork: %s", strerror(errno));
+            bench_fail("fork: %s", strerror(errno));
         if (pid[i] == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the parent */
             if (getppid() != parent)
@@ -194,15 +171,15 @@ static double ps_phase(ps_dict_t *d, ctl_t *c, int nproc, int op)
         while (waitpid(pid[i], &st, 0) < 0 && errno == EINTR)
             ;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            fail("%s: worker %d ended with status 0x%x", what, i, st);
+            bench_fail("%s: worker %d ended with status 0x%x", what, i, st);
     }
     int64_t total = 0;
     uint64_t t1 = t0;
     for (int i = 0; i < nproc; i++) {
         if (c->w[i].bad == 1)
-            wrong(what, "%s", c->w[i].why);
+            bench_wrong(what, "%s", c->w[i].why);
         if (c->w[i].bad)
-            fail("%s: %s", what, c->w[i].why);
+            bench_fail("%s: %s", what, c->w[i].why);
         total += c->w[i].ops;
         if (c->w[i].t_end > t1)
             t1 = c->w[i].t_end;
@@ -268,57 +245,16 @@ static const char py_script[] =
     "        g = phase(d, nproc, 'get', secs)\n"
     "    print(s, g, 'ok')\n";
 
-static void py_cleanup(void)
-{
-    if (g_py_script[0])
-        unlink(g_py_script);
-}
-
-static int run_cmd(const char *cmd, char *out, size_t n)
-{
-    fflush(NULL);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        fail("popen %s: %s", cmd, strerror(errno));
-    size_t got = 0;
-    while (got + 1 < n) {
-        size_t r = fread(out + got, 1, n - 1 - got, p);
-        if (r == 0)
-            break;
-        got += r;
-    }
-    out[got] = '\0';
-    int st = pclose(p);
-    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static void python_probe(void)
-{
-    char out[PATH_MAX + 64];
-    g_python[0] = '\0';
-    int st = run_cmd("python3 -c 'import multiprocessing, sys; print(sys.executable)' 2>/dev/null",
-                     out, sizeof out);
-    out[strcspn(out, "\n")] = '\0';
-    if (st != 0 || out[0] != '/')
-        return;
-    snprintf(g_py_script, sizeof g_py_script, "/tmp/bench_dict_%ld.py", (long)getpid());
-    FILE *f = fopen(g_py_script, "w");
-    if (!f || fputs(py_script, f) < 0 || fclose(f) != 0)
-        fail("%s: %s", g_py_script, strerror(errno));
-    atexit(py_cleanup);
-    snprintf(g_python, sizeof g_python, "%s", out);
-}
-
 static void run_py(int nproc, int r)
 {
     char cmd[sizeof g_python + sizeof g_py_script + 64], out[512];
     snprintf(cmd, sizeof cmd, "'%s' %s %d %s", g_python, g_py_script, nproc, PY_PHASE_S);
-    int st = run_cmd(cmd, out, sizeof out);
+    int st = bench_run_cmd(cmd, out, sizeof out);
     if (st == 3)   /* the script found a wrong result */
-        wrong(nproc == 1 ? "Python, 1 process" : "Python, 2 processes", "%s", out);
+        bench_wrong(nproc == 1 ? "Python, 1 process" : "Python, 2 processes", "%s", out);
     double s, g;
     if (st != 0 || sscanf(out, "%lf %lf", &s, &g) != 2 || !strstr(out, "ok"))
-        fail("%s: exit %d, output '%s'", cmd, st, out);
+        bench_fail("%s: exit %d, output '%s'", cmd, st, out);
     g_rate[1][nproc - 1][OP_SET][r] = s;
     g_rate[1][nproc - 1][OP_GET][r] = g;
 }
@@ -367,13 +303,13 @@ int main(void)
     int pinned = bench_pin_init();
     for (int k = 0; k < NKEYS; k++)
         snprintf(g_keys[k], sizeof g_keys[k], "key%d", k);
-    python_probe();
+    bench_python_setup(py_script, g_python, sizeof g_python, g_py_script, sizeof g_py_script);
     bool py = g_python[0] != '\0';
 
     ps_manager_t *m = ps_manager_new(NULL, 0);
     ps_dict_t *d = m ? ps_manager_dict(m, "bench") : NULL;
     if (!d)
-        fail("ps_manager_new / ps_manager_dict: %s", ps_errname(errno));
+        bench_fail("ps_manager_new / ps_manager_dict: %s", ps_errname(errno));
     ctl_t *c = bench_shared_alloc(sizeof *c);
     prefill(d);
     ps_phase(d, c, 2, OP_SET);  /* warm-up */

@@ -73,31 +73,6 @@ static char g_boost_why[160];
 static char g_python[PATH_MAX + 64];    /* "": not available */
 static char g_py_script[64];
 
-/* ---- failures ---- */
-
-static _Noreturn __attribute__((format(printf, 2, 3))) void wrong(const char *what,
-                                                                   const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_mpqueue: CORRECTNESS FAILURE: %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static _Noreturn __attribute__((format(printf, 1, 2))) void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_mpqueue: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
 /* ---- the C channels: ps_mpqueue, POSIX mq, pipe ---- */
 
 typedef struct chan {
@@ -176,17 +151,17 @@ static void chan_open(chan_t *c, int sys, size_t size, size_t depth)
     if (sys == S_PS || sys == S_PSMQ) {
         c->q = ps_mpqueue_new(depth, ps_capacity(size, depth));
         if (!c->q)
-            fail("ps_mpqueue_new(%zu, %zu): %s", depth, ps_capacity(size, depth),
+            bench_fail("ps_mpqueue_new(%zu, %zu): %s", depth, ps_capacity(size, depth),
                  ps_errname(errno));
     } else if (sys == S_MQ) {
         int err;
         if ((c->mq = mq_make(size, depth, &err)) == (mqd_t)-1)
-            fail("mq_open(depth %zu, size %zu): %s", depth, size, strerror(err));
+            bench_fail("mq_open(depth %zu, size %zu): %s", depth, size, strerror(err));
     } else {
         if (pipe(c->fd) != 0)
-            fail("pipe: %s", strerror(errno));
+            bench_fail("pipe: %s", strerror(errno));
         if (fcntl(c->fd[1], F_SETPIPE_SZ, (int)(depth * size)) < 0)
-            fail("F_SETPIPE_SZ %zu: %s", depth * size, strerror(errno));
+            bench_fail("F_SETPIPE_SZ %zu: %s", depth * size, strerror(errno));
     }
 }
 
@@ -373,7 +348,7 @@ static double run_c(int sys, size_t size, size_t depth, uint64_t count)
     fflush(NULL);
     for (int i = 0; i < 2; i++) {
         if ((pid[i] = fork()) < 0)
-            fail("fork: %s", strerror(errno));
+            bench_fail("fork: %s", strerror(errno));
         if (pid[i] == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the parent */
             if (getppid() != parent)
@@ -406,45 +381,26 @@ static double run_c(int sys, size_t size, size_t depth, uint64_t count)
     }
     chan_close(&c);
     if (k->bad)
-        wrong(sys_name[sys], "%zu-byte messages: %s", size, k->why);
+        bench_wrong(sys_name[sys], "%zu-byte messages: %s", size, k->why);
     if (worst != 0)
-        fail("%s, %zu-byte messages: a process failed (%s)", sys_name[sys], size,
+        bench_fail("%s, %zu-byte messages: a process failed (%s)", sys_name[sys], size,
              k->why[0] ? k->why : "killed or crashed");
     return (double)count / ((double)(k->t_end - t0) / 1e9);
 }
 
 /* ---- subprocesses: Boost and Python ---- */
 
-/* Runs cmd, returns its output in out (NUL-terminated) and its exit status. */
-static int run_cmd(const char *cmd, char *out, size_t n)
-{
-    fflush(NULL);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        fail("popen %s: %s", cmd, strerror(errno));
-    size_t got = 0;
-    while (got + 1 < n) {
-        size_t r = fread(out + got, 1, n - 1 - got, p);
-        if (r == 0)
-            break;
-        got += r;
-    }
-    out[got] = '\0';
-    int st = pclose(p);
-    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static double run_boost(size_t size, size_t depth, uint64_t count)
 {
     char cmd[sizeof g_boost + 128], out[512];
     snprintf(cmd, sizeof cmd, "'%s' %zu %llu %zu %d %d", g_boost, size, (unsigned long long)count,
              depth, g_cpu[0], g_cpu[1]);
-    int st = run_cmd(cmd, out, sizeof out);
+    int st = bench_run_cmd(cmd, out, sizeof out);
     const char *r = strstr(out, "msgs_per_s=");
     if (st == 1)
-        wrong(sys_name[S_BOOST], "%zu-byte messages: boost_mq reported a wrong message", size);
+        bench_wrong(sys_name[S_BOOST], "%zu-byte messages: boost_mq reported a wrong message", size);
     if (st != 0 || !r || !strstr(out, " ok"))
-        fail("%s: exit %d, output '%s'", cmd, st, out);
+        bench_fail("%s: exit %d, output '%s'", cmd, st, out);
     return strtod(r + strlen("msgs_per_s="), NULL);
 }
 
@@ -484,40 +440,17 @@ static const char py_script[] =
     "    if c.exitcode != 0 or p.exitcode != 0: sys.exit(2)\n"
     "    print(n / (res[0] - t0), 'ok')\n";
 
-static void py_cleanup(void)
-{
-    if (g_py_script[0])
-        unlink(g_py_script);
-}
-
-static void python_probe(void)
-{
-    char out[PATH_MAX + 64];
-    g_python[0] = '\0';
-    int st = run_cmd("python3 -c 'import multiprocessing, sys; print(sys.executable)' 2>/dev/null",
-                     out, sizeof out);
-    out[strcspn(out, "\n")] = '\0';
-    if (st != 0 || out[0] != '/')
-        return;
-    snprintf(g_py_script, sizeof g_py_script, "/tmp/bench_mpqueue_%ld.py", (long)getpid());
-    FILE *f = fopen(g_py_script, "w");
-    if (!f || fputs(py_script, f) < 0 || fclose(f) != 0)
-        fail("%s: %s", g_py_script, strerror(errno));
-    atexit(py_cleanup);
-    snprintf(g_python, sizeof g_python, "%s", out);
-}
-
 static double run_python(size_t size, size_t depth, uint64_t count)
 {
     char cmd[sizeof g_python + sizeof g_py_script + 128], out[512];
     snprintf(cmd, sizeof cmd, "'%s' %s %zu %llu %zu %d %d", g_python, g_py_script, size,
              (unsigned long long)count, depth, g_cpu[0], g_cpu[1]);
-    int st = run_cmd(cmd, out, sizeof out);
+    int st = bench_run_cmd(cmd, out, sizeof out);
     if (st == 3)   /* the script found a wrong message */
-        wrong(sys_name[S_PY], "%zu-byte messages: %s", size, out);
+        bench_wrong(sys_name[S_PY], "%zu-byte messages: %s", size, out);
     double v = 0;
     if (st != 0 || sscanf(out, "%lf", &v) != 1 || !strstr(out, "ok"))
-        fail("%s: exit %d, output '%s'", cmd, st, out);
+        bench_fail("%s: exit %d, output '%s'", cmd, st, out);
     return v;
 }
 
@@ -543,7 +476,7 @@ static void boost_probe(void)
     }
     char cmd[sizeof g_boost + 64], out[512];
     snprintf(cmd, sizeof cmd, "'%s' 64 1000 %d -1 -1 2>&1", g_boost, DEPTH);
-    if (run_cmd(cmd, out, sizeof out) != 0 || !strstr(out, " ok")) {
+    if (bench_run_cmd(cmd, out, sizeof out) != 0 || !strstr(out, " ok")) {
         out[strcspn(out, "\n")] = '\0';
         snprintf(g_boost_why, sizeof g_boost_why, "boost_mq does not run: %.100s", out);
         g_boost[0] = '\0';
@@ -601,10 +534,10 @@ static void setup(sizecase_t *sc, size_t size)
     {   /* what the pipe really holds */
         int fd[2];
         if (pipe(fd) != 0)
-            fail("pipe: %s", strerror(errno));
+            bench_fail("pipe: %s", strerror(errno));
         int got = fcntl(fd[1], F_SETPIPE_SZ, (int)(DEPTH * size));
         if (got < 0)
-            fail("F_SETPIPE_SZ %zu: %s", DEPTH * size, strerror(errno));
+            bench_fail("F_SETPIPE_SZ %zu: %s", DEPTH * size, strerror(errno));
         snprintf(sc->note[S_PIPE], sizeof sc->note[S_PIPE], "%zu (%d B buffer)", (size_t)got / size,
                  got);
         close(fd[0]);
@@ -695,7 +628,7 @@ int main(void)
         bench_cpu_slot(1, &g_cpu[1]);
     }
     boost_probe();
-    python_probe();
+    bench_python_setup(py_script, g_python, sizeof g_python, g_py_script, sizeof g_py_script);
 
     printf("bench_mpqueue: %s; Boost: %s; Python: %s\n",
            pinned ? "producer and consumer pinned to two distinct CPUs (each pair)"
