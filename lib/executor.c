@@ -47,9 +47,9 @@
  *   executor from a task (it detaches and lets go when it leaves).
  *
  * At exit (Python's threading._register_atexit(_python_exit))
- *   A registry of the live thread executors of this process: at exit, later
- *   submits fail with ESHUTDOWN and each executor is shut down with wait, so
- *   queued work finishes. The registry is reset in a forked child
+ *   A registry of the live executors of this process, of both kinds
+ *   (executor.h): at exit, later submits fail with ESHUTDOWN and each executor
+ *   is shut down with wait, so queued work finishes. The registry is reset in a forked child
  *   (pthread_atfork) and remembers its pid (PITFALLS 4): a child never waits for
  *   its parent's workers. An executor made before a fork is the parent's: in
  *   the child its submits fail with ESHUTDOWN, and shutdown and free leave it
@@ -118,11 +118,9 @@ struct thread_executor {
     struct future_pool *pool;
     pthread_mutex_t join_mutex; /* one joiner at a time */
     unsigned refs;
-    unsigned id;
+    unsigned id;                /* for its threads' names */
     pid_t pid;                  /* the process whose threads these are */
-    unsigned generation;        /* fork_generation when made */
-    bool exit_seen;             /* the at-exit hook has shut it down */
-    struct thread_executor *reg_next;
+    unsigned generation;        /* executor_generation() when made */
 };
 
 static const struct executor_ops thread_ops;
@@ -219,39 +217,27 @@ static bool queue_maybe_work(struct thread_executor *ex)
     return load_relaxed(&ex->ctail) != &ex->stub || load_relaxed(&ex->stub.next) != NULL;
 }
 
-/* ---- registry of live thread executors, for the at-exit hook ---- */
+/* ---- the at-exit registry: this process's executors, of every kind ---- */
 
 static struct {
     pthread_mutex_t mutex;
-    struct thread_executor *head;
+    ps_executor_t *head;
     pid_t pid;
     bool exiting;               /* the hook has started: submits fail */
-    unsigned counter;           /* executor ids, for thread names */
+    unsigned generation;        /* bumped in every forked child */
 } registry = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, false, 0 };
 
-static int thread_shutdown(struct thread_executor *ex, bool wait, bool cancel_futures);
-static void executor_unref(struct thread_executor *ex);
-
-/* Bumped in every forked child. An executor made before the fork is the
- * parent's: its threads do not exist here, and a thread of the parent may have
- * held its locks at the fork. A child can neither use nor free it. */
-static unsigned fork_generation;
-
-static bool foreign(const struct thread_executor *ex)
-{
-    return ex->generation != load_relaxed(&fork_generation);
-}
-
+/* The parent's executors are not the child's: it starts with none. */
 static void registry_reset_in_child(void)
 {
-    store_relaxed(&fork_generation, fork_generation + 1);
+    store_relaxed(&registry.generation, registry.generation + 1);
     pthread_mutex_init(&registry.mutex, NULL);
     registry.head = NULL;
     registry.pid = getpid();
     store_relaxed(&registry.exiting, false);
 }
 
-/* What Python's concurrent.futures.thread._python_exit does. */
+/* What Python's concurrent.futures _python_exit does. */
 static void registry_at_exit(void)
 {
     if (registry.pid != getpid())
@@ -259,18 +245,18 @@ static void registry_at_exit(void)
     store_relaxed(&registry.exiting, true);
     for (;;) {
         pthread_mutex_lock(&registry.mutex);
-        struct thread_executor *ex = registry.head;
+        ps_executor_t *ex = registry.head;
         while (ex && ex->exit_seen)
             ex = ex->reg_next;
         if (ex) {
             ex->exit_seen = true;
-            __atomic_add_fetch(&ex->refs, 1, __ATOMIC_RELAXED);
+            ex->ops->ref(ex);
         }
         pthread_mutex_unlock(&registry.mutex);
         if (!ex)
             return;
-        thread_shutdown(ex, true, false);
-        executor_unref(ex);
+        ex->ops->shutdown(ex, true, false);
+        ex->ops->unref(ex);
     }
 }
 
@@ -281,27 +267,47 @@ static void registry_setup(void)
     atexit(registry_at_exit);
 }
 
-static void registry_add(struct thread_executor *ex)
+void executor_register(ps_executor_t *ex)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, registry_setup);
     pthread_mutex_lock(&registry.mutex);
-    ex->id = registry.counter++;
     ex->reg_next = registry.head;
     registry.head = ex;
     pthread_mutex_unlock(&registry.mutex);
 }
 
-static void registry_remove(struct thread_executor *ex)
+void executor_unregister(ps_executor_t *ex)
 {
     pthread_mutex_lock(&registry.mutex);
-    for (struct thread_executor **link = &registry.head; *link; link = &(*link)->reg_next) {
+    for (ps_executor_t **link = &registry.head; *link; link = &(*link)->reg_next) {
         if (*link == ex) {
             *link = ex->reg_next;
             break;
         }
     }
     pthread_mutex_unlock(&registry.mutex);
+}
+
+bool executor_exiting(void)
+{
+    return load_relaxed(&registry.exiting);
+}
+
+unsigned executor_generation(void)
+{
+    return load_relaxed(&registry.generation);
+}
+
+static int thread_shutdown(struct thread_executor *ex, bool wait, bool cancel_futures);
+static void executor_unref(struct thread_executor *ex);
+
+/* An executor made before a fork is the parent's: its threads do not exist
+ * here, and a thread of the parent may have held its locks at the fork. A child
+ * can neither use nor free it. */
+static bool foreign(const struct thread_executor *ex)
+{
+    return ex->generation != executor_generation();
 }
 
 /* ---- workers ---- */
@@ -530,7 +536,7 @@ static void wake_one(struct thread_executor *ex)
  * must fail, and none from the pool of a parent's executor. */
 static bool submit_allowed(const struct thread_executor *ex)
 {
-    return load_relaxed(&ex->shutdown) == OPEN && !load_relaxed(&registry.exiting) &&
+    return load_relaxed(&ex->shutdown) == OPEN && !executor_exiting() &&
            !foreign(ex);
 }
 
@@ -538,7 +544,7 @@ static bool submit_allowed(const struct thread_executor *ex)
 static ps_future_t *enqueue(struct thread_executor *ex, ps_future_t *f)
 {
     __atomic_add_fetch(&ex->producers, 1, __ATOMIC_SEQ_CST);
-    if (load_sc(&ex->shutdown) != OPEN || load_relaxed(&registry.exiting) || foreign(ex)) {
+    if (load_sc(&ex->shutdown) != OPEN || executor_exiting() || foreign(ex)) {
         __atomic_sub_fetch(&ex->producers, 1, __ATOMIC_RELEASE);
         future_release(f);
         future_release(f);
@@ -670,7 +676,7 @@ static void thread_free(struct thread_executor *ex)
         return;                 /* left as it is: its locks may be held */
     int saved = errno;
     thread_shutdown(ex, true, false);
-    registry_remove(ex);
+    executor_unregister(&ex->base);
     struct worker *self = current_worker;
     if (self && self->ex == ex) {
         /* Freed by one of its own tasks: this worker becomes the holder of the
@@ -710,9 +716,11 @@ static struct thread_executor *thread_new(unsigned max_workers)
     ex->max_workers = max_workers;
     ex->refs = 1;
     ex->pid = getpid();
-    ex->generation = load_relaxed(&fork_generation);
+    static unsigned next_id;
+    ex->id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+    ex->generation = executor_generation();
     pthread_mutex_init(&ex->join_mutex, NULL);
-    registry_add(ex);
+    executor_register(&ex->base);
     return ex;
 }
 
@@ -759,11 +767,23 @@ static void op_free(ps_executor_t *ex)
     thread_free((struct thread_executor *)ex);
 }
 
+static void op_ref(ps_executor_t *ex)
+{
+    __atomic_add_fetch(&((struct thread_executor *)ex)->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void op_unref(ps_executor_t *ex)
+{
+    executor_unref((struct thread_executor *)ex);
+}
+
 static const struct executor_ops thread_ops = {
     .create = NULL,
     .submit_bytes = op_submit_bytes,
     .shutdown = op_shutdown,
     .free = op_free,
+    .ref = op_ref,
+    .unref = op_unref,
 };
 
 /* ---- the public calls ---- */

@@ -29,12 +29,26 @@ struct executor_ops {
                                  size_t inlen);
     int (*shutdown)(ps_executor_t *ex, bool wait, bool cancel_futures);
     void (*free)(ps_executor_t *ex);         /* shutdown(ex, true, false), then free */
+    void (*ref)(ps_executor_t *ex);          /* keeps it allocated across a shutdown */
+    void (*unref)(ps_executor_t *ex);
 };
 
 /* The first member of every executor: what the public calls dispatch on. */
 struct ps_executor {
     const struct executor_ops *ops;
+    ps_executor_t *reg_next;                 /* the at-exit registry */
+    bool exit_seen;                          /* the at-exit hook has shut it down */
 };
+
+/* The at-exit registry of this process's executors (Python's _python_exit): at
+ * exit executor_exiting() turns true (submits must then fail with ESHUTDOWN)
+ * and each registered executor is shut down with wait, under a reference
+ * (ops->ref, ops->unref), so its queued work finishes. A forked child starts
+ * with an empty registry and a new executor_generation(). */
+void executor_register(ps_executor_t *ex);
+void executor_unregister(ps_executor_t *ex);      /* before the executor goes */
+bool executor_exiting(void);
+unsigned executor_generation(void);
 
 /* Makes ps_executor_new(n, PS_PROCESSES) call ops->create. */
 void executor_register_process(const struct executor_ops *ops);

@@ -118,83 +118,20 @@ struct proc_executor {
     pthread_mutex_t join_mutex;
     bool joined;
     bool orphan;                /* freed from its own collector (a callback) */
-    bool exit_seen;
     unsigned refs;
     unsigned started;           /* futex word: collector made its first workers */
     int start_err;
-    struct proc_executor *reg_next;
 };
 
 static const struct executor_ops proc_ops;
 
-/* ---- registry of this process's executors, for the at-exit hook ---- */
-
-static struct {
-    pthread_mutex_t mutex;
-    struct proc_executor *head;
-    bool exiting;
-} registry = { PTHREAD_MUTEX_INITIALIZER, NULL, false };
-
 static int proc_shutdown(struct proc_executor *ex, bool wait, bool cancel_futures);
 static void proc_unref(struct proc_executor *ex);
 
+/* Made by another process (this one was forked after): not ours to use. */
 static bool foreign(const struct proc_executor *ex)
 {
     return ex->pid != getpid();
-}
-
-static void registry_at_exit(void)
-{
-    store_relaxed(&registry.exiting, true);
-    for (;;) {
-        pthread_mutex_lock(&registry.mutex);
-        struct proc_executor *ex = registry.head;
-        while (ex && (ex->exit_seen || foreign(ex)))
-            ex = ex->reg_next;
-        if (ex) {
-            ex->exit_seen = true;
-            __atomic_add_fetch(&ex->refs, 1, __ATOMIC_RELAXED);
-        }
-        pthread_mutex_unlock(&registry.mutex);
-        if (!ex)
-            return;
-        proc_shutdown(ex, true, false);
-        proc_unref(ex);
-    }
-}
-
-static void registry_child(void)
-{
-    pthread_mutex_init(&registry.mutex, NULL);
-    store_relaxed(&registry.exiting, false);
-}
-
-static void registry_setup(void)
-{
-    pthread_atfork(NULL, NULL, registry_child);
-    atexit(registry_at_exit);
-}
-
-static void registry_add(struct proc_executor *ex)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, registry_setup);
-    pthread_mutex_lock(&registry.mutex);
-    ex->reg_next = registry.head;
-    registry.head = ex;
-    pthread_mutex_unlock(&registry.mutex);
-}
-
-static void registry_remove(struct proc_executor *ex)
-{
-    pthread_mutex_lock(&registry.mutex);
-    for (struct proc_executor **link = &registry.head; *link; link = &(*link)->reg_next) {
-        if (*link == ex) {
-            *link = ex->reg_next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&registry.mutex);
 }
 
 /* ---- the worker process ---- */
@@ -577,7 +514,7 @@ static ps_executor_t *proc_create(unsigned max_workers, int flags)
         pthread_join(ex->collector, NULL);
         goto fail;
     }
-    registry_add(ex);
+    executor_register(&ex->base);
     errno = saved;
     return &ex->base;
 fail:
@@ -590,7 +527,7 @@ static ps_future_t *proc_submit_bytes(ps_executor_t *base, future_bytes_fn fn, c
                                       size_t inlen)
 {
     struct proc_executor *ex = (struct proc_executor *)base;
-    if (load_relaxed(&ex->shutdown) || load_relaxed(&registry.exiting) || foreign(ex)) {
+    if (load_relaxed(&ex->shutdown) || executor_exiting() || foreign(ex)) {
         errno = ESHUTDOWN;
         return NULL;
     }
@@ -611,7 +548,7 @@ static ps_future_t *proc_submit_bytes(ps_executor_t *base, future_bytes_fn fn, c
     f->fn.bytes = fn;
     f->next = NULL;
     pthread_mutex_lock(&ex->mutex);
-    if (ex->shutdown || load_relaxed(&registry.exiting)) {
+    if (ex->shutdown || executor_exiting()) {
         pthread_mutex_unlock(&ex->mutex);
         future_release(f);
         future_release(f);
@@ -674,7 +611,7 @@ static void op_free(ps_executor_t *base)
     if (foreign(ex))
         return;                 /* the parent's: left alone */
     int saved = errno;
-    registry_remove(ex);
+    executor_unregister(&ex->base);
     if (pthread_equal(pthread_self(), ex->collector)) {
         /* From a done callback: the collector lets go when it ends. */
         proc_shutdown(ex, false, false);
@@ -686,11 +623,23 @@ static void op_free(ps_executor_t *base)
     errno = saved;
 }
 
+static void op_ref(ps_executor_t *ex)
+{
+    __atomic_add_fetch(&((struct proc_executor *)ex)->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void op_unref(ps_executor_t *ex)
+{
+    proc_unref((struct proc_executor *)ex);
+}
+
 static const struct executor_ops proc_ops = {
     .create = proc_create,
     .submit_bytes = proc_submit_bytes,
     .shutdown = op_shutdown,
     .free = op_free,
+    .ref = op_ref,
+    .unref = op_unref,
 };
 
 __attribute__((constructor)) static void proc_register(void)
