@@ -8,13 +8,14 @@
  *   worker: a state futex word (IDLE, ASSIGNED, DONE, EXIT), wsleep (the worker
  *   sleeps on the state word and wants a FUTEX_WAKE), the task's function
  *   pointer (workers are forked from this process, so it is valid there), its
- *   input and output sizes and buffers of PS_TASK_BYTES_MAX each (MAP_NORESERVE:
- *   only the pages a task touches are ever backed). submit copies the input
- *   into the future (parent memory: the task may wait in the queue) and the
- *   collector copies it into the slot when a worker takes the task; the worker
- *   writes its output in the slot, and the collector copies that into the
- *   future. No pipe, no feeder thread. (One copy on the way in would need the
- *   queue itself in shared memory.)
+ *   input's offset in the arena, its input and output sizes and an output
+ *   buffer of PS_TASK_BYTES_MAX (MAP_NORESERVE: only the pages a task touches
+ *   are ever backed). Inputs live in a second shared region, the arena
+ *   (arena.h), also mapped before any fork: submit copies the input there
+ *   once, the worker reads it in place, and the executor frees it when it lets
+ *   go of the task. The worker writes its output in its slot, and the collector
+ *   copies it once into the future. One copy each way; no pipe, no feeder
+ *   thread.
  *
  * The collector
  *   One thread per executor, in the parent. Submits queue futures in parent
@@ -62,6 +63,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "futex.h"
 
 #define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -86,9 +88,9 @@ struct slot {
     unsigned state;             /* futex word: S_* */
     unsigned wsleep;            /* the worker sleeps on state: FUTEX_WAKE it */
     future_bytes_fn fn;
+    uint64_t in_off;            /* the input's place in the arena */
     size_t inlen;
     ssize_t outlen;             /* what fn returned */
-    __attribute__((aligned(64))) unsigned char in[PS_TASK_BYTES_MAX];
     __attribute__((aligned(64))) unsigned char out[PS_TASK_BYTES_MAX];
 } __attribute__((aligned(4096)));
 
@@ -105,6 +107,7 @@ struct proc_executor {
     size_t maplen;
     struct shared_header *hdr;
     struct slot *slots;
+    struct arena arena;         /* the tasks' inputs */
     struct proc_worker *workers;
     struct pollfd *pfds;        /* [0]: eventfd, [1 + i]: worker i's pidfd */
     int efd;
@@ -157,7 +160,7 @@ static _Noreturn void worker_main(struct proc_executor *ex, unsigned i, pid_t pa
     for (;;) {
         unsigned st = load_acquire(&s->state);
         if (st == S_ASSIGNED) {
-            ssize_t n = s->fn(s->in, s->inlen, s->out, PS_TASK_BYTES_MAX);
+            ssize_t n = s->fn(ex->arena.base + s->in_off, s->inlen, s->out, PS_TASK_BYTES_MAX);
             if (n > (ssize_t)PS_TASK_BYTES_MAX)
                 n = -EMSGSIZE;              /* fn overran its buffer */
             s->outlen = n;
@@ -231,6 +234,23 @@ static ps_future_t *queue_pop(struct proc_executor *ex)
     return f;
 }
 
+/* Drops the executor's reference to a task it took, and frees its input. */
+static void task_release(struct proc_executor *ex, ps_future_t *f)
+{
+    if (f->ext->exec_data)
+        arena_free(&ex->arena, f->ext->exec_data, f->ext->inlen);
+    f->ext->exec_data = NULL;
+    future_release(f);
+}
+
+/* Where a task's input is in the arena (0 for no input: the worker gets a valid
+ * pointer to no bytes). */
+static uint64_t in_offset(struct proc_executor *ex, ps_future_t *f)
+{
+    unsigned char *chunk = f->ext->exec_data;
+    return chunk ? (uint64_t)(chunk - ex->arena.base) : 0;
+}
+
 /* Completes the future of a slot found DONE. */
 static void collect(struct proc_executor *ex, unsigned i)
 {
@@ -240,7 +260,7 @@ static void collect(struct proc_executor *ex, unsigned i)
     w->task = NULL;
     if (f) {
         future_complete_bytes(f, s->out, s->outlen);
-        future_release(f);
+        task_release(ex, f);
     }
 }
 
@@ -251,15 +271,14 @@ static bool assign(struct proc_executor *ex, unsigned i)
     while ((f = queue_pop(ex))) {
         if (future_set_running(f))
             break;
-        future_release(f);      /* cancelled */
+        task_release(ex, f);    /* cancelled */
     }
     if (!f)
         return false;
     struct slot *s = &ex->slots[i];
     s->fn = f->fn.bytes;
     s->inlen = f->ext->inlen;
-    if (s->inlen)
-        memcpy(s->in, f->arg, s->inlen);
+    s->in_off = in_offset(ex, f);
     ex->workers[i].task = f;
     slot_set(s, S_ASSIGNED);
     return true;
@@ -296,7 +315,7 @@ static bool check_deaths(struct proc_executor *ex, int timeout_ms, bool *missing
                     ps_future_t *f = w->task;
                     w->task = NULL;
                     future_complete_error(f, EPIPE);
-                    future_release(f);
+                    task_release(ex, f);
                 }
             }
             changed = true;
@@ -437,12 +456,13 @@ static void proc_destroy(struct proc_executor *ex)
     while ((f = ex->head)) {   /* a foreign executor's leftovers */
         ex->head = f->next;
         future_cancel(f);
-        future_release(f);
+        task_release(ex, f);
     }
     if (ex->efd >= 0)
         close(ex->efd);
     if (ex->map)
         munmap(ex->map, ex->maplen);
+    arena_destroy(&ex->arena);
     free(ex->workers);
     free(ex->pfds);
     pthread_mutex_destroy(&ex->mutex);
@@ -484,6 +504,8 @@ static ps_executor_t *proc_create(unsigned max_workers, int flags)
         ex->map = NULL;
         goto fail;
     }
+    if ((err = arena_init(&ex->arena)) != 0)
+        goto fail;
     ex->hdr = ex->map;
     ex->slots = (struct slot *)ex->map + 1;     /* the header gets a slot's room */
     ex->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -523,6 +545,15 @@ fail:
     return NULL;
 }
 
+/* A submit that cannot queue f: both references go, and errno is err. */
+static ps_future_t *submit_failed(struct proc_executor *ex, ps_future_t *f, int err)
+{
+    future_release(f);          /* the caller's */
+    task_release(ex, f);        /* the executor's, and the input */
+    errno = err;
+    return NULL;
+}
+
 static ps_future_t *proc_submit_bytes(ps_executor_t *base, future_bytes_fn fn, const void *in,
                                       size_t inlen)
 {
@@ -534,26 +565,19 @@ static ps_future_t *proc_submit_bytes(ps_executor_t *base, future_bytes_fn fn, c
     ps_future_t *f = future_new_bytes();
     if (!f)
         return NULL;
-    if (inlen > 0) {
-        f->arg = malloc(inlen);
-        if (!f->arg) {
-            future_release(f);
-            future_release(f);
-            errno = ENOMEM;
-            return NULL;
-        }
-        memcpy(f->arg, in, inlen);
-    }
     f->ext->inlen = inlen;
     f->fn.bytes = fn;
     f->next = NULL;
+    if (inlen > 0) {
+        f->ext->exec_data = arena_alloc(&ex->arena, inlen);
+        if (!f->ext->exec_data)
+            return submit_failed(ex, f, ENOMEM);
+        memcpy(f->ext->exec_data, in, inlen);   /* the one copy on the way in */
+    }
     pthread_mutex_lock(&ex->mutex);
     if (ex->shutdown || executor_exiting()) {
         pthread_mutex_unlock(&ex->mutex);
-        future_release(f);
-        future_release(f);
-        errno = ESHUTDOWN;
-        return NULL;
+        return submit_failed(ex, f, ESHUTDOWN);
     }
     if (ex->tail)
         ex->tail->next = f;
@@ -585,7 +609,7 @@ static int proc_shutdown(struct proc_executor *ex, bool wait, bool cancel_future
     while (cancel) {
         ps_future_t *next = cancel->next;
         future_cancel(cancel);
-        future_release(cancel);
+        task_release(ex, cancel);
         cancel = next;
     }
     if (wait && !pthread_equal(pthread_self(), ex->collector)) {

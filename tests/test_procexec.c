@@ -128,6 +128,23 @@ static ssize_t slow_count(const void *in, size_t inlen, void *out, size_t outcap
 
 static void *ptr_task(void *arg) { return arg; }
 
+/* FNV-1a of the input: tells whether a task saw exactly its own bytes. */
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211u;
+    return h;
+}
+
+static ssize_t hash_input(const void *in, size_t inlen, void *out, size_t outcap)
+{
+    (void)outcap;
+    uint64_t h = fnv1a(in, inlen);
+    memcpy(out, &h, sizeof h);
+    return sizeof h;
+}
+
 static int square_result(ps_future_t *f)
 {
     long long r = 0;
@@ -237,6 +254,39 @@ Test(process_executor, thousand_tasks_once_each)
     for (int i = 0; i < N; i++)
         cr_assert_eq(atomic_load(&sh->runs[i]), 1, "task %d ran %d times", i,
                      atomic_load(&sh->runs[i]));
+    ps_executor_free(ex);
+}
+
+/* Inputs of every size class wait in the queue at once, twice (the second
+ * time in freed and reused input memory): each task sees exactly its own bytes. */
+Test(process_executor, varied_inputs_intact)
+{
+    ps_executor_t *ex = ps_executor_new(2, PS_PROCESSES);
+    cr_assert_not_null(ex);
+    enum { N = 120 };
+    static ps_future_t *fs[N];
+    static uint64_t want[N];
+    unsigned char *in = malloc(PS_TASK_BYTES_MAX);
+    cr_assert_not_null(in);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            size_t len = i == N - 1 ? PS_TASK_BYTES_MAX : ((size_t)1 << (i % 20)) + (size_t)i;
+            for (size_t k = 0; k < len; k++)
+                in[k] = (unsigned char)(k * 31 + (size_t)i + (size_t)pass);
+            want[i] = fnv1a(in, len);
+            fs[i] = ps_executor_submit_bytes(ex, hash_input, in, len);
+            cr_assert_not_null(fs[i]);
+        }
+        memset(in, 0, PS_TASK_BYTES_MAX);   /* the tasks hold their own copies */
+        for (int i = 0; i < N; i++) {
+            uint64_t h = 0;
+            size_t len = 0;
+            cr_assert_eq(ps_future_result_bytes(fs[i], 30.0, &h, sizeof h, &len), 0);
+            cr_assert_eq(h, want[i], "pass %d task %d saw other bytes", pass, i);
+            ps_future_free(fs[i]);
+        }
+    }
+    free(in);
     ps_executor_free(ex);
 }
 

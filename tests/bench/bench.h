@@ -279,4 +279,34 @@ static inline void bench_loadavg(char *buf, size_t n)
         fclose(f);
 }
 
+/* What bench_begin noted, for bench_end's closing line. */
+typedef struct bench_run {
+    uint64_t t0;
+    char load0[64];
+} bench_run_t;
+
+/* Starts a run: line-buffered stdout, a watchdog of watchdog_s seconds, the clock
+ * and the load average. Returns the rounds to run: BENCH_ROUNDS (1 .. max) or dflt. */
+static inline int bench_begin(bench_run_t *run, int dflt, int max, unsigned watchdog_s)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    alarm(watchdog_s);
+    run->t0 = bench_now_ns();
+    bench_loadavg(run->load0, sizeof run->load0);
+    const char *e = getenv("BENCH_ROUNDS");
+    int n = e ? atoi(e) : 0;
+    return n <= 0 ? dflt : n > max ? max : n;
+}
+
+/* The closing line: time taken, load before and after, what was verified. */
+static inline void bench_end(const bench_run_t *run, const char *verified, int miss)
+{
+    char load1[64];
+    bench_loadavg(load1, sizeof load1);
+    printf("\ntotal %.1f s; load average %s at the start, %s at the end (%ld CPUs); "
+           "%s verified; %d target%s missed\n",
+           (double)(bench_now_ns() - run->t0) / 1e9, run->load0, load1,
+           sysconf(_SC_NPROCESSORS_ONLN), verified, miss, miss == 1 ? "" : "s");
+}
+
 #endif

@@ -43,7 +43,7 @@ static const char *const op_name[OP_N] = { "set", "get" };
 
 /* What a round measures: [system: 0 ps, 1 Python][processes - 1][op]. */
 static double g_rate[2][2][OP_N][MAX_ROUNDS];
-static int g_rounds = ROUNDS_DEFAULT;
+static int g_rounds;
 static char g_keys[NKEYS][16];
 static char g_python[PATH_MAX + 64];    /* "": not available */
 static char g_py_script[64];
@@ -292,14 +292,8 @@ static int table(bool py)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *e = getenv("BENCH_ROUNDS");
-    if (e && atoi(e) > 0)
-        g_rounds = atoi(e) > MAX_ROUNDS ? MAX_ROUNDS : atoi(e);
-    alarm(TOTAL_WATCHDOG_S);
-    uint64_t t_start = bench_now_ns();
-    char load0[64], load1[64];
-    bench_loadavg(load0, sizeof load0);
+    bench_run_t run;
+    g_rounds = bench_begin(&run, ROUNDS_DEFAULT, MAX_ROUNDS, TOTAL_WATCHDOG_S);
     int pinned = bench_pin_init();
     for (int k = 0; k < NKEYS; k++)
         snprintf(g_keys[k], sizeof g_keys[k], "key%d", k);
@@ -342,10 +336,6 @@ int main(void)
         printf("  python: not available (python3 with multiprocessing not found)\n");
     int miss = table(py);
     ps_manager_close(m);
-    bench_loadavg(load1, sizeof load1);
-    printf("\ntotal %.1f s; load average %s at the start, %s at the end (%ld CPUs); "
-           "all results verified; %d target%s missed\n",
-           (double)(bench_now_ns() - t_start) / 1e9, load0, load1, sysconf(_SC_NPROCESSORS_ONLN),
-           miss, miss == 1 ? "" : "s");
+    bench_end(&run, "all results", miss);
     return 0;
 }

@@ -66,7 +66,7 @@ typedef struct sizecase {
     double rate[S_N][MAX_ROUNDS];   /* msgs/s */
 } sizecase_t;
 
-static int g_rounds = ROUNDS_DEFAULT;
+static int g_rounds;
 static int g_cpu[2] = { -1, -1 };
 static char g_boost[PATH_MAX + 16];     /* "": not available */
 static char g_boost_why[160];
@@ -614,14 +614,8 @@ static int table(const sizecase_t *sc)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *e = getenv("BENCH_ROUNDS");
-    if (e && atoi(e) > 0)
-        g_rounds = atoi(e) > MAX_ROUNDS ? MAX_ROUNDS : atoi(e);
-    alarm(TOTAL_WATCHDOG_S);
-    uint64_t t_start = bench_now_ns();
-    char load0[64], load1[64];
-    bench_loadavg(load0, sizeof load0);
+    bench_run_t run;
+    g_rounds = bench_begin(&run, ROUNDS_DEFAULT, MAX_ROUNDS, TOTAL_WATCHDOG_S);
     int pinned = bench_pin_init();
     if (pinned) {
         bench_cpu_slot(0, &g_cpu[0]);
@@ -657,10 +651,6 @@ int main(void)
     int miss = 0;
     for (int i = 0; i < 2; i++)
         miss += table(&cases[i]);
-    bench_loadavg(load1, sizeof load1);
-    printf("\ntotal %.1f s; load average %s at the start, %s at the end (%ld CPUs); "
-           "all messages verified; %d target%s missed\n",
-           (double)(bench_now_ns() - t_start) / 1e9, load0, load1, sysconf(_SC_NPROCESSORS_ONLN),
-           miss, miss == 1 ? "" : "s");
+    bench_end(&run, "all messages", miss);
     return 0;
 }
