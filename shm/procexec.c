@@ -111,7 +111,7 @@ struct proc_executor {
     struct proc_worker *workers;
     struct pollfd *pfds;        /* [0]: eventfd, [1 + i]: worker i's pidfd */
     int efd;
-    pid_t pid;                  /* the process that made it */
+    unsigned generation;        /* executor_generation() where it was made */
     pthread_t collector;
     pthread_mutex_t mutex;      /* the queue, the shutdown flag */
     ps_future_t *head, *tail;
@@ -134,7 +134,7 @@ static void proc_unref(struct proc_executor *ex);
 /* Made by another process (this one was forked after): not ours to use. */
 static bool foreign(const struct proc_executor *ex)
 {
-    return ex->pid != getpid();
+    return ex->generation != executor_generation();   /* no system call per submit */
 }
 
 /* ---- the worker process ---- */
@@ -489,7 +489,7 @@ static ps_executor_t *proc_create(unsigned max_workers, int flags)
     ex->n = max_workers;
     ex->efd = -1;
     ex->refs = 1;
-    ex->pid = getpid();
+    ex->generation = executor_generation();
     pthread_mutex_init(&ex->mutex, NULL);
     pthread_mutex_init(&ex->join_mutex, NULL);
     int err = ENOMEM;
