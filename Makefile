@@ -34,9 +34,9 @@ BENCHES  = $(BENCH_SRC:tests/bench/%.c=$(B)/bench/%)
 STRESSES = $(STRESS_SRC:tests/stress/%.c=$(B)/stress/%)
 
 # Programs shown by `make demo`, in order (examples/NAME.c).
-DEMOS    = $(basename $(notdir $(EX_SRC)))
+DEMOS    = tickets producer_consumer thread_pool traffic_light
 
-.PHONY: verify deps-verify all help check check-license check-symbols check-readme test debug deps demo examples sanitize tsan stress check-man install uninstall \
+.PHONY: verify deps-verify all help check check-license check-symbols check-readme test debug deps demo examples run-examples sanitize tsan stress check-man install uninstall \
         install-check bench bench-build deps-bench clean
 .DELETE_ON_ERROR:
 
@@ -46,9 +46,10 @@ help:
 	@echo "make            build $(STATIC), $(B)/libpysync.so (soname libpysync.so.$(SOMAJOR))"
 	@echo "                and $(B)/pysync-stat, which shows what a manager segment holds"
 	@echo "make test       build, lint the man pages and run their examples, check the"
-	@echo "                exported symbols and an installed copy, run the Criterion tests"
+	@echo "                exported symbols and an installed copy, run the examples and the"
+	@echo "                Criterion tests"
 	@echo "make check      the same as make test"
-	@echo "make demo       build and run the programs in examples/"
+	@echo "make demo       build and run the showcase: $(DEMOS)"
 	@echo "make deps       install the Debian packages the tests need (as root), or say which"
 	@echo "make debug      the tests against a build with the library's assertions on"
 	@echo "make sanitize   the tests under AddressSanitizer and UBSan"
@@ -61,6 +62,7 @@ help:
 	@echo "                the parts of make test: ps_-only exports, SPDX lines, the README"
 	@echo "                example, an install with pkg-config"
 	@echo "make examples   build examples/ into $(B)/examples/"
+	@echo "make run-examples  run every example as a smoke test (part of make test)"
 	@echo "make install    PREFIX=/usr/local DESTDIR= LIBDIR=PREFIX/lib; make uninstall"
 	@echo "make clean      remove $(B)/"
 
@@ -130,7 +132,7 @@ $(B)/tests/manager_helper: tests/manager_helper.c $(STATIC)
 $(B)/tests/run: $(B)/tests/manager_helper $(B)/pysync-stat
 $(B)/tests/run-san: $(B)/tests/manager_helper $(B)/pysync-stat
 
-test: all check-symbols check-license check-man check-readme install-check $(B)/tests/run
+test: all check-symbols check-license check-man check-readme install-check run-examples $(B)/tests/run
 	$(B)/tests/run --jobs 2
 
 # Both libraries export ps_ names only (API.md); the count is in the closing line.
@@ -212,9 +214,17 @@ stress: $(STRESSES)
 
 examples: $(EXAMPLES)
 
-demo: $(EXAMPLES)
-	@set -e; for d in $(DEMOS); do echo "== examples/$$d.c"; $(B)/examples/$$d; done; \
-	[ -n "$(DEMOS)" ] || echo "no examples yet"
+demo: $(DEMOS:%=$(B)/examples/%)
+	@set -e; for d in $(DEMOS); do echo "== examples/$$d.c"; $(B)/examples/$$d; done
+
+# Each example checks its own result and exits non-zero if it is wrong, so
+# each is a smoke test: one line per program, the output of a failing one.
+run-examples: $(EXAMPLES)
+	@set -e; log=$(B)/examples/run-examples.log; \
+	for p in $(EXAMPLES) "$(B)/examples/tickets --no-lock"; do \
+	  if timeout -k 2 60 $$p >$$log 2>&1; then echo "run-examples: ok $$p"; \
+	  else rc=$$?; cat $$log; echo "run-examples: FAIL $$p (exit $$rc)"; exit 1; fi; \
+	done
 
 GLIB = $$(pkg-config --cflags --libs glib-2.0)
 $(B)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h) $(STATIC) | deps-bench
