@@ -9,6 +9,7 @@
  * gives its pages back (MADV_REMOVE) except the first, which holds the link.
  * Workers never allocate, so one process-private mutex is enough. */
 #include "arena.h"
+#include "debug.h"
 
 #include <errno.h>
 #include <sys/mman.h>
@@ -45,6 +46,7 @@ void arena_destroy(struct arena *a)
 {
     if (!a->base)
         return;
+    PS_ASSERT(a->live == 0);    /* every task's input was let go */
     munmap(a->base, a->size);
     pthread_mutex_destroy(&a->mutex);
     a->base = NULL;
@@ -68,6 +70,7 @@ void *arena_alloc(struct arena *a, size_t len)
             a->used = at + chunk;
         }
     }
+    a->live += p != NULL;
     pthread_mutex_unlock(&a->mutex);
     return p;
 }
@@ -84,5 +87,6 @@ void arena_free(struct arena *a, void *chunk, size_t len)
     pthread_mutex_lock(&a->mutex);
     *(uint64_t *)chunk = a->free_head[k];
     a->free_head[k] = (uint64_t)((unsigned char *)chunk - a->base) + 1;
+    a->live--;
     pthread_mutex_unlock(&a->mutex);
 }

@@ -17,11 +17,12 @@ struct arena {
     size_t size;                    /* reserved (MAP_NORESERVE) */
     size_t used;                    /* bump pointer: never handed out beyond */
     uint64_t free_head[ARENA_CLASSES];   /* offset + 1 of a free chunk; 0: none */
+    size_t live;                    /* chunks handed out and not freed */
     pthread_mutex_t mutex;
 };
 
 int arena_init(struct arena *a);    /* 0 or ENOMEM */
-void arena_destroy(struct arena *a);
+void arena_destroy(struct arena *a);  /* every chunk freed (checked by PS_DEBUG) */
 /* A chunk of at least len bytes (1 .. 1 MiB); NULL when the arena is full. */
 void *arena_alloc(struct arena *a, size_t len);
 void arena_free(struct arena *a, void *chunk, size_t len);

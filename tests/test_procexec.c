@@ -397,7 +397,7 @@ Test(process_executor, shutdown_cancel_futures)
     enum { N = 50 };
     ps_future_t *fs[N];
     for (int i = 0; i < N; i++)
-        cr_assert_not_null(fs[i] = ps_executor_submit_bytes(ex, slow_count, NULL, 0));
+        cr_assert_not_null(fs[i] = ps_executor_submit_bytes(ex, slow_count, "input", 5));
     usleep(2000);
     cr_assert_eq(ps_executor_shutdown(ex, true, true), 0);
     int cancelled = 0, done = 0;
@@ -434,7 +434,7 @@ Test(process_executor, cancel_pending)
     ps_executor_t *ex = ps_executor_new(1, PS_PROCESSES);
     cr_assert_not_null(ex);
     ps_future_t *a = ps_executor_submit_bytes(ex, slow_count, NULL, 0);
-    ps_future_t *b = ps_executor_submit_bytes(ex, slow_count, NULL, 0);
+    ps_future_t *b = ps_executor_submit_bytes(ex, slow_count, "input", 5);
     cr_assert(ps_future_cancel(b));
     cr_assert_eq(ps_futures_wait(&a, 1, 10.0, PS_ALL_COMPLETED), 0);
     ps_executor_free(ex);
