@@ -33,6 +33,12 @@
  *   their state word; the collector calls FUTEX_WAKE only if wsleep was set. So
  *   while everyone is busy no system call is made per task.
  *
+ *   Workers start on demand, as in Python's ProcessPoolExecutor: the first
+ *   when the executor is made (so a system that cannot fork fails the
+ *   create), another whenever a task waits and no worker is free, up to
+ *   max_workers. A worker that dies is replaced at once; a failed fork is
+ *   retried every RESPAWN_MS.
+ *
  *   Every worker is forked by the collector thread, which lives as long as the
  *   executor: PR_SET_PDEATHSIG fires when the forking thread ends (PITFALLS 3),
  *   so workers die with the executor's process, never earlier. They check
@@ -61,6 +67,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -78,7 +85,10 @@
 #define DEATH_EVERY     64      /* busy rounds between looks at the pidfds */
 #define RESPAWN_MS      50      /* retry period while a fork fails */
 
-enum { S_IDLE = 0, S_ASSIGNED = 1, S_DONE = 2, S_EXIT = 3 };
+/* IDLE -> ASSIGNED (collector) -> RUNNING (worker, as it calls fn) -> DONE
+ * (worker) -> IDLE or ASSIGNED (collector). A worker found dead in ASSIGNED never
+ * started its task, which then goes to the next worker; in RUNNING, it fails. */
+enum { S_IDLE = 0, S_ASSIGNED = 1, S_DONE = 2, S_EXIT = 3, S_RUNNING = 4 };
 
 struct shared_header {
     unsigned csleep;            /* the collector sleeps in poll: write the eventfd */
@@ -95,7 +105,7 @@ struct slot {
 } __attribute__((aligned(4096)));
 
 struct proc_worker {
-    pid_t pid;                  /* -1: no process in this slot */
+    pid_t pid;                  /* 0: never started; -1: died, to be replaced */
     int pidfd;
     ps_future_t *task;          /* the future its slot holds (ASSIGNED or DONE) */
 };
@@ -116,6 +126,8 @@ struct proc_executor {
     pthread_mutex_t mutex;      /* the queue, the shutdown flag */
     ps_future_t *head, *tail;
     unsigned nqueued;           /* futures in the queue (seq_cst: the Dekker pair) */
+    ps_future_t *retry;         /* collector: tasks whose worker died before it
+                                   started them (already RUNNING), linked by next */
     unsigned shutdown;
     unsigned finished;          /* the collector has ended */
     pthread_mutex_t join_mutex;
@@ -123,6 +135,7 @@ struct proc_executor {
     bool orphan;                /* freed from its own collector (a callback) */
     unsigned refs;
     unsigned started;           /* futex word: collector made its first workers */
+    uint64_t fork_retry_ns;     /* collector: no fork before (one failed) */
     int start_err;
 };
 
@@ -160,6 +173,7 @@ static _Noreturn void worker_main(struct proc_executor *ex, unsigned i, pid_t pa
     for (;;) {
         unsigned st = load_acquire(&s->state);
         if (st == S_ASSIGNED) {
+            store_relaxed(&s->state, S_RUNNING);   /* read after this process's death */
             ssize_t n = s->fn(ex->arena.base + s->in_off, s->inlen, s->out, PS_TASK_BYTES_MAX);
             if (n > (ssize_t)PS_TASK_BYTES_MAX)
                 n = -EMSGSIZE;              /* fn overran its buffer */
@@ -218,6 +232,24 @@ static int spawn(struct proc_executor *ex, unsigned i)
     return 0;
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* spawn, but no sooner than RESPAWN_MS after a fork failed: a system out of
+ * processes gets one attempt per period, not a storm. */
+static int try_spawn(struct proc_executor *ex, unsigned i)
+{
+    if (ex->fork_retry_ns && monotonic_ns() < ex->fork_retry_ns)
+        return EAGAIN;
+    int err = spawn(ex, i);
+    ex->fork_retry_ns = err ? monotonic_ns() + RESPAWN_MS * 1000000ull : 0;
+    return err;
+}
+
 static ps_future_t *queue_pop(struct proc_executor *ex)
 {
     if (load_relaxed(&ex->nqueued) == 0)
@@ -264,15 +296,33 @@ static void collect(struct proc_executor *ex, unsigned i)
     }
 }
 
-/* Gives worker i (free, alive) the oldest pending task; false if none. */
-static bool assign(struct proc_executor *ex, unsigned i)
+/* Tasks for the collector to hand out (its own view: seq_cst for the Dekker pair). */
+static bool work_waiting(struct proc_executor *ex)
 {
-    ps_future_t *f;
+    return ex->retry || load_sc(&ex->nqueued) > 0;
+}
+
+/* The next task to start: one a dead worker never started, else the oldest
+ * queued one that is not cancelled. */
+static ps_future_t *next_task(struct proc_executor *ex)
+{
+    ps_future_t *f = ex->retry;
+    if (f) {
+        ex->retry = f->next;
+        return f;
+    }
     while ((f = queue_pop(ex))) {
         if (future_set_running(f))
-            break;
+            return f;
         task_release(ex, f);    /* cancelled */
     }
+    return NULL;
+}
+
+/* Gives worker i (free, alive) the next task; false if none. */
+static bool assign(struct proc_executor *ex, unsigned i)
+{
+    ps_future_t *f = next_task(ex);
     if (!f)
         return false;
     struct slot *s = &ex->slots[i];
@@ -282,6 +332,27 @@ static bool assign(struct proc_executor *ex, unsigned i)
     ex->workers[i].task = f;
     slot_set(s, S_ASSIGNED);
     return true;
+}
+
+/* Worker i died holding a task: it finished it, never started it (the next
+ * worker runs it), or died running it (EPIPE). */
+static void task_of_dead_worker(struct proc_executor *ex, unsigned i)
+{
+    struct proc_worker *w = &ex->workers[i];
+    unsigned st = load_acquire(&ex->slots[i].state);
+    if (st == S_DONE) {
+        collect(ex, i);
+        return;
+    }
+    ps_future_t *f = w->task;
+    w->task = NULL;
+    if (st == S_ASSIGNED) {
+        f->next = ex->retry;
+        ex->retry = f;
+        return;
+    }
+    future_complete_error(f, EPIPE);
+    task_release(ex, f);
 }
 
 /* Reaps the workers that ended; their running tasks fail with EPIPE. Forks
@@ -308,22 +379,14 @@ static bool check_deaths(struct proc_executor *ex, int timeout_ms, bool *missing
             w->pidfd = -1;
             w->pid = -1;
             ex->pfds[1 + i].fd = -1;
-            if (w->task) {
-                if (load_acquire(&ex->slots[i].state) == S_DONE) {
-                    collect(ex, i);   /* it finished before it died */
-                } else {
-                    ps_future_t *f = w->task;
-                    w->task = NULL;
-                    future_complete_error(f, EPIPE);
-                    task_release(ex, f);
-                }
-            }
+            if (w->task)
+                task_of_dead_worker(ex, i);
             changed = true;
         }
         if (w->pid < 0) {
-            if (load_acquire(&ex->shutdown) && load_sc(&ex->nqueued) == 0)
+            if (load_acquire(&ex->shutdown) && !work_waiting(ex))
                 continue;       /* winding down: no replacement needed */
-            if (spawn(ex, i) != 0)
+            if (try_spawn(ex, i) != 0)
                 *missing = true;
             else
                 changed = true;
@@ -348,6 +411,28 @@ static bool any_free_alive(struct proc_executor *ex)
     return false;
 }
 
+/* A slot whose worker was never started, or -1 (max_workers run already). */
+static int unstarted_slot(struct proc_executor *ex)
+{
+    for (unsigned i = 0; i < ex->n; i++)
+        if (ex->workers[i].pid == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Python's _adjust_process_count: a task waits and no worker is free, so start
+ * one more, up to max_workers. Returns 1 if it did, 0 if none was needed, -1 if
+ * the fork failed (the caller retries later). */
+static int grow(struct proc_executor *ex)
+{
+    if (!work_waiting(ex) || any_free_alive(ex))
+        return 0;
+    int i = unstarted_slot(ex);
+    if (i < 0)
+        return 0;
+    return try_spawn(ex, (unsigned)i) == 0 ? 1 : -1;
+}
+
 /* One pass over the slots: collect and assign. True if anything happened. */
 static bool round_once(struct proc_executor *ex)
 {
@@ -364,7 +449,7 @@ static bool round_once(struct proc_executor *ex)
             progress = true;
             if (!assign(ex, i))
                 slot_set(s, S_IDLE);
-        } else if (load_relaxed(&ex->nqueued) > 0) {
+        } else if (ex->retry || load_relaxed(&ex->nqueued) > 0) {
             progress |= assign(ex, i);
         }
     }
@@ -392,32 +477,28 @@ static void collector_finish(struct proc_executor *ex)
 static void *collector_main(void *arg)
 {
     struct proc_executor *ex = arg;
-    unsigned made = 0;
-    int err = 0;
-    for (unsigned i = 0; i < ex->n; i++) {
-        int e = spawn(ex, i);
-        if (e)
-            err = e;
-        else
-            made++;
-    }
-    ex->start_err = made ? 0 : err;
+    /* One worker at once, so that a system that cannot fork fails the create;
+     * the others start on demand. */
+    ex->start_err = spawn(ex, 0);
     store_release(&ex->started, 1);
     futex_wake(&ex->started, 1, false);
-    if (!made)
+    if (ex->start_err)
         return NULL;            /* create fails and joins us */
 
     unsigned rounds = 0, idle = 0;
-    bool missing = false;
+    bool missing = false;       /* a fork failed: retry every RESPAWN_MS */
     for (;;) {
         bool progress = round_once(ex);
         if (++rounds % DEATH_EVERY == 0 || missing)
             progress |= check_deaths(ex, 0, &missing);
+        int grown = grow(ex);
+        progress |= grown > 0;
+        missing |= grown < 0;
         if (progress) {
             idle = 0;
             continue;
         }
-        if (load_acquire(&ex->shutdown) && load_sc(&ex->nqueued) == 0 && !any_running(ex))
+        if (load_acquire(&ex->shutdown) && !work_waiting(ex) && !any_running(ex))
             break;
         if (idle++ < COLLECT_SPINS) {
             cpu_relax();
@@ -429,10 +510,10 @@ static void *collector_main(void *arg)
         for (unsigned i = 0; i < ex->n && !work; i++)
             if (ex->workers[i].task && load_sc(&ex->slots[i].state) == S_DONE)
                 work = true;
-        if (load_sc(&ex->nqueued) > 0 && any_free_alive(ex))
+        if (work_waiting(ex) && (any_free_alive(ex) || (!missing && unstarted_slot(ex) >= 0)))
             work = true;
         if (load_sc(&ex->shutdown))
-            work = work || (load_sc(&ex->nqueued) == 0 && !any_running(ex));
+            work = work || (!work_waiting(ex) && !any_running(ex));
         if (!work)
             check_deaths(ex, missing ? RESPAWN_MS : -1, &missing);
         store_relaxed(&ex->hdr->csleep, 0);
@@ -516,7 +597,6 @@ static ps_executor_t *proc_create(unsigned max_workers, int flags)
     ex->pfds[0].fd = ex->efd;
     ex->pfds[0].events = POLLIN;
     for (unsigned i = 0; i < max_workers; i++) {
-        ex->workers[i].pid = -1;
         ex->workers[i].pidfd = -1;
         ex->pfds[1 + i].fd = -1;
         ex->pfds[1 + i].events = POLLIN;

@@ -38,9 +38,9 @@ typedef struct ps_executor ps_executor_t;
 typedef struct ps_future ps_future_t;
 
 /* ThreadPoolExecutor(max_workers) or, with PS_PROCESSES, a pool of worker
- * processes. max_workers 0: one per CPU the process may run on. Threads start on
- * demand; worker processes are forked at once. NULL and errno: EINVAL (unknown
- * flags), ENOMEM. */
+ * processes. max_workers 0: one per CPU the process may run on. Workers start on
+ * demand (one worker process at once). NULL and errno: EINVAL (unknown flags),
+ * ENOMEM, or the fork's error. */
 PS_EXTERN ps_executor_t *ps_executor_new(unsigned max_workers, int flags);
 /* Runs fn(arg) in a worker thread (thread executors only); the future's result is
  * its return value. NULL and errno: EINVAL (NULL ex or fn, process executor),
