@@ -5,33 +5,44 @@
  * Shared memory
  *   One anonymous MAP_SHARED region made before any worker is forked: a header
  *   line (csleep: the collector is asleep and wants the eventfd) and one slot per
- *   worker: a state futex word (IDLE, ASSIGNED, DONE, EXIT), wsleep (the worker
- *   sleeps on the state word and wants a FUTEX_WAKE), the task's function
- *   pointer (workers are forked from this process, so it is valid there), its
- *   input's offset in the arena, its input and output sizes and an output
- *   buffer of PS_TASK_BYTES_MAX (MAP_NORESERVE: only the pages a task touches
- *   are ever backed). Inputs live in a second shared region, the arena
- *   (arena.h), also mapped before any fork: submit copies the input there
- *   once, the worker reads it in place, and the executor frees it when it lets
- *   go of the task. The worker writes its output in its slot, and the collector
- *   copies it once into the future. One copy each way; no pipe, no feeder
- *   thread.
+ *   worker, a ring of RING entries: the counters assigned (the collector's;
+ *   also the futex word the worker sleeps on), started and done (the worker's),
+ *   exit and wsleep (the worker sleeps and wants a FUTEX_WAKE); per entry the
+ *   task's function pointer (workers are forked from this process, so it is
+ *   valid there), its input's offset in the arena, its input and output sizes,
+ *   how long it ran, and an output buffer of PS_TASK_BYTES_MAX (MAP_NORESERVE:
+ *   only the pages a task touches are ever backed). Inputs live in a second
+ *   shared region, the arena (arena.h), also mapped before any fork: submit
+ *   copies the input there once, the worker reads it in place, and the
+ *   executor frees it when it lets go of the task. The worker writes its output
+ *   in its entry, and the collector copies it once into the future. One copy
+ *   each way; no pipe, no feeder thread.
+ *
+ * The ring: collected <= done <= started <= assigned <= collected + RING
+ *   Entries collected..assigned hold futures (RUNNING: handed over). The worker
+ *   stores started before it calls fn and done after, so a worker found dead
+ *   with started > done died running that task (EPIPE), and the entries from
+ *   started on were never begun: they go to the next worker, as if queued. A
+ *   worker is handed one task at a time, or up to RING while its last task ran
+ *   under SHORT_TASK_NS: then it goes from one to the next without waiting for
+ *   the collector, and the collector completes them in batches. (A long task
+ *   is never queued behind another in a ring, so cancel stays exact for them;
+ *   a short one handed ahead counts as started.)
  *
  * The collector
  *   One thread per executor, in the parent. Submits queue futures in parent
- *   memory (a FIFO under a mutex). The collector completes the futures of slots
- *   in DONE, hands the oldest pending task to each free worker (ASSIGNED), and
- *   watches the workers' pidfds: a worker that exits or is killed is reaped,
- *   the task it was running (ASSIGNED, not DONE) completes with EPIPE, and a
- *   replacement is forked into its slot. While there is work the collector
- *   polls the slots (and the pidfds with a zero timeout every few rounds);
- *   when idle it sleeps in poll() on the pidfds plus an eventfd. Sleeping is a
- *   Dekker pair: the collector sets csleep and then re-checks the slots and the
- *   queue; a worker stores DONE and then reads csleep, a submit counts its task
- *   and then reads csleep, and only when it is set does either write the
- *   eventfd. Workers likewise spin a little, then set wsleep and FUTEX_WAIT on
- *   their state word; the collector calls FUTEX_WAKE only if wsleep was set. So
- *   while everyone is busy no system call is made per task.
+ *   memory (a FIFO under a mutex). The collector completes the futures of
+ *   finished entries, fills the rings from the queue, and watches the workers'
+ *   pidfds: a worker that exits or is killed is reaped, its tasks are settled
+ *   as above, and a replacement is forked into its slot. While there is work
+ *   the collector polls the rings (and the pidfds with a zero timeout every few
+ *   rounds); when idle it sleeps in poll() on the pidfds plus an eventfd.
+ *   Sleeping is a Dekker pair: the collector sets csleep and then re-checks the
+ *   rings and the queue; a worker stores done and then reads csleep, a submit
+ *   counts its task and then reads csleep, and only when it is set does either
+ *   write the eventfd. Workers likewise spin a little, then set wsleep and
+ *   FUTEX_WAIT on assigned; the collector calls FUTEX_WAKE only if wsleep was
+ *   set. So while everyone is busy no system call is made per task.
  *
  *   Workers start on demand, as in Python's ProcessPoolExecutor: the first
  *   when the executor is made (so a system that cannot fork fails the
@@ -47,7 +58,7 @@
  * Shutdown
  *   Sets the flag under the queue's mutex (later submits: ESHUTDOWN);
  *   cancel_futures cancels every pending future. The collector ends once the
- *   queue is empty and no task runs: it sets every slot to EXIT, wakes the
+ *   queue is empty and no task runs: it sets every slot's exit, wakes the
  *   workers and reaps them. wait joins the collector. As in Python, an
  *   executor not shut down when the program exits finishes its queued tasks
  *   (an atexit hook shuts down, with wait, every executor of this process). An
@@ -80,34 +91,42 @@
 #define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define store_sc(p, v)      __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 
-#define WORKER_SPINS    20000   /* polls of its state word before a worker sleeps */
+#define WORKER_SPINS    20000   /* polls of its ring before a worker sleeps */
 #define COLLECT_SPINS   20000   /* idle rounds of the collector before it sleeps */
 #define DEATH_EVERY     64      /* busy rounds between looks at the pidfds */
 #define RESPAWN_MS      50      /* retry period while a fork fails */
-
-/* IDLE -> ASSIGNED (collector) -> RUNNING (worker, as it calls fn) -> DONE
- * (worker) -> IDLE or ASSIGNED (collector). A worker found dead in ASSIGNED never
- * started its task, which then goes to the next worker; in RUNNING, it fails. */
-enum { S_IDLE = 0, S_ASSIGNED = 1, S_DONE = 2, S_EXIT = 3, S_RUNNING = 4 };
+#define RING            8       /* tasks a worker may be handed at once... */
+#define SHORT_TASK_NS   20000   /* ...while its last one took less than this */
 
 struct shared_header {
     unsigned csleep;            /* the collector sleeps in poll: write the eventfd */
 } __attribute__((aligned(64)));
 
-struct slot {
-    unsigned state;             /* futex word: S_* */
-    unsigned wsleep;            /* the worker sleeps on state: FUTEX_WAKE it */
+struct entry {
     future_bytes_fn fn;
     uint64_t in_off;            /* the input's place in the arena */
     size_t inlen;
     ssize_t outlen;             /* what fn returned */
-    __attribute__((aligned(64))) unsigned char out[PS_TASK_BYTES_MAX];
-} __attribute__((aligned(4096)));
+    uint64_t took_ns;           /* how long fn ran */
+};
+
+struct slot {
+    unsigned assigned;          /* futex word: tasks handed over (collector) */
+    unsigned exit;              /* leave once the ring is empty (collector) */
+    unsigned wsleep;            /* the worker sleeps on assigned: FUTEX_WAKE it */
+    __attribute__((aligned(64))) unsigned started;  /* tasks begun (worker) */
+    unsigned done;              /* tasks finished (worker) */
+    __attribute__((aligned(64))) struct entry e[RING];
+    __attribute__((aligned(4096))) unsigned char out[RING][PS_TASK_BYTES_MAX];
+};
 
 struct proc_worker {
     pid_t pid;                  /* 0: never started; -1: died, to be replaced */
     int pidfd;
-    ps_future_t *task;          /* the future its slot holds (ASSIGNED or DONE) */
+    unsigned assigned;          /* our copy of the slot's */
+    unsigned collected;         /* entries completed into their futures */
+    bool short_tasks;           /* its last task was short: hand it RING at once */
+    ps_future_t *task[RING];    /* the futures of entries collected..assigned */
 };
 
 struct proc_executor {
@@ -150,6 +169,13 @@ static bool foreign(const struct proc_executor *ex)
     return ex->generation != executor_generation();   /* no system call per submit */
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- the worker process ---- */
 
 static void kick(int efd)
@@ -157,6 +183,21 @@ static void kick(int efd)
     uint64_t one = 1;
     ssize_t r = write(efd, &one, sizeof one);
     (void)r;                    /* EAGAIN: the counter is far from empty */
+}
+
+/* Runs entry k of the ring. started is stored before fn runs: a worker found
+ * dead with started > done died running that task. */
+static void run_entry(struct proc_executor *ex, struct slot *s, unsigned k)
+{
+    struct entry *e = &s->e[k % RING];
+    store_relaxed(&s->started, k + 1);
+    uint64_t t0 = monotonic_ns();
+    ssize_t n = e->fn(ex->arena.base + e->in_off, e->inlen, s->out[k % RING], PS_TASK_BYTES_MAX);
+    e->took_ns = monotonic_ns() - t0;
+    e->outlen = n > (ssize_t)PS_TASK_BYTES_MAX ? -EMSGSIZE : n;   /* fn overran */
+    store_sc(&s->done, k + 1);
+    if (load_sc(&ex->hdr->csleep))
+        kick(ex->efd);
 }
 
 static _Noreturn void worker_main(struct proc_executor *ex, unsigned i, pid_t parent)
@@ -168,51 +209,45 @@ static _Noreturn void worker_main(struct proc_executor *ex, unsigned i, pid_t pa
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
     struct slot *s = &ex->slots[i];
-    struct shared_header *hdr = ex->hdr;
-    int efd = ex->efd;
+    unsigned k = load_relaxed(&s->started);
     for (;;) {
-        unsigned st = load_acquire(&s->state);
-        if (st == S_ASSIGNED) {
-            store_relaxed(&s->state, S_RUNNING);   /* read after this process's death */
-            ssize_t n = s->fn(ex->arena.base + s->in_off, s->inlen, s->out, PS_TASK_BYTES_MAX);
-            if (n > (ssize_t)PS_TASK_BYTES_MAX)
-                n = -EMSGSIZE;              /* fn overran its buffer */
-            s->outlen = n;
-            store_sc(&s->state, S_DONE);
-            if (load_sc(&hdr->csleep))
-                kick(efd);
+        unsigned a = load_acquire(&s->assigned);
+        if (k != a) {
+            run_entry(ex, s, k++);
             continue;
         }
-        if (st == S_EXIT)
+        if (load_acquire(&s->exit))
             _exit(0);
-        /* IDLE, or DONE and not yet collected: wait for the parent. */
-        for (int k = 0; k < WORKER_SPINS && load_relaxed(&s->state) == st; k++)
+        for (int spin = 0; spin < WORKER_SPINS && load_relaxed(&s->assigned) == a; spin++)
             cpu_relax();
-        if (load_relaxed(&s->state) != st)
+        if (load_relaxed(&s->assigned) != a)
             continue;
+        /* Sleep: announce it, then look once more (the Dekker pair with hand_over). */
         store_sc(&s->wsleep, 1);
-        if (load_sc(&s->state) == st)
-            futex_wait(&s->state, st, NULL, true);
+        if (load_sc(&s->assigned) == a && !load_sc(&s->exit))
+            futex_wait(&s->assigned, a, NULL, true);
         store_relaxed(&s->wsleep, 0);
     }
 }
 
 /* ---- the collector ---- */
 
-/* Stores a new state for a worker, waking it if it sleeps. */
-static void slot_set(struct slot *s, unsigned st)
+/* Publishes worker i's new entries (or its exit), waking it if it sleeps. */
+static void hand_over(struct proc_executor *ex, unsigned i)
 {
-    store_sc(&s->state, st);
+    struct slot *s = &ex->slots[i];
+    store_sc(&s->assigned, ex->workers[i].assigned);
     if (load_sc(&s->wsleep))    /* only the worker clears it (else a lost wakeup) */
-        futex_wake(&s->state, 1, true);
+        futex_wake(&s->assigned, 1, true);
 }
 
-/* Forks the worker of slot i (from the collector thread only). */
+/* Forks the worker of slot i (from the collector thread only) with an empty ring. */
 static int spawn(struct proc_executor *ex, unsigned i)
 {
     struct slot *s = &ex->slots[i];
-    store_relaxed(&s->state, S_IDLE);
-    store_relaxed(&s->wsleep, 0);
+    struct proc_worker *w = &ex->workers[i];
+    w->assigned = w->collected = 0;
+    s->assigned = s->started = s->done = s->exit = s->wsleep = 0;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
@@ -226,17 +261,10 @@ static int spawn(struct proc_executor *ex, unsigned i)
         waitpid(pid, NULL, 0);
         return err;
     }
-    ex->workers[i].pid = pid;
-    ex->workers[i].pidfd = fd;
+    w->pid = pid;
+    w->pidfd = fd;
     ex->pfds[1 + i].fd = fd;
     return 0;
-}
-
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* spawn, but no sooner than RESPAWN_MS after a fork failed: a system out of
@@ -283,17 +311,22 @@ static uint64_t in_offset(struct proc_executor *ex, ps_future_t *f)
     return chunk ? (uint64_t)(chunk - ex->arena.base) : 0;
 }
 
-/* Completes the future of a slot found DONE. */
-static void collect(struct proc_executor *ex, unsigned i)
+/* Completes worker i's finished entries up to done. True if there were any. */
+static bool collect(struct proc_executor *ex, unsigned i, unsigned done)
 {
     struct proc_worker *w = &ex->workers[i];
     struct slot *s = &ex->slots[i];
-    ps_future_t *f = w->task;
-    w->task = NULL;
-    if (f) {
-        future_complete_bytes(f, s->out, s->outlen);
+    if (w->collected == done)
+        return false;
+    for (; w->collected != done; w->collected++) {
+        unsigned k = w->collected % RING;
+        ps_future_t *f = w->task[k];
+        w->task[k] = NULL;
+        w->short_tasks = s->e[k].took_ns < SHORT_TASK_NS;
+        future_complete_bytes(f, s->out[k], s->e[k].outlen);
         task_release(ex, f);
     }
+    return true;
 }
 
 /* Tasks for the collector to hand out (its own view: seq_cst for the Dekker pair). */
@@ -319,44 +352,52 @@ static ps_future_t *next_task(struct proc_executor *ex)
     return NULL;
 }
 
-/* Gives worker i (free, alive) the next task; false if none. */
+/* Fills worker i's ring: one task at a time, or RING while its tasks are
+ * short (then the worker need not wait for us between them). True if any. */
 static bool assign(struct proc_executor *ex, unsigned i)
 {
-    ps_future_t *f = next_task(ex);
-    if (!f)
-        return false;
-    struct slot *s = &ex->slots[i];
-    s->fn = f->fn.bytes;
-    s->inlen = f->ext->inlen;
-    s->in_off = in_offset(ex, f);
-    ex->workers[i].task = f;
-    slot_set(s, S_ASSIGNED);
-    return true;
+    struct proc_worker *w = &ex->workers[i];
+    unsigned room = w->short_tasks ? RING : 1;
+    bool any = false;
+    ps_future_t *f;
+    while (w->assigned - w->collected < room && (f = next_task(ex))) {
+        struct entry *e = &ex->slots[i].e[w->assigned % RING];
+        e->fn = f->fn.bytes;
+        e->inlen = f->ext->inlen;
+        e->in_off = in_offset(ex, f);
+        w->task[w->assigned++ % RING] = f;
+        any = true;
+    }
+    if (any)
+        hand_over(ex, i);
+    return any;
 }
 
-/* Worker i died holding a task: it finished it, never started it (the next
- * worker runs it), or died running it (EPIPE). */
-static void task_of_dead_worker(struct proc_executor *ex, unsigned i)
+/* Worker i died: what it finished is collected, the task it was running fails
+ * with EPIPE, and those it never started go to the next worker. */
+static void tasks_of_dead_worker(struct proc_executor *ex, unsigned i)
 {
     struct proc_worker *w = &ex->workers[i];
-    unsigned st = load_acquire(&ex->slots[i].state);
-    if (st == S_DONE) {
-        collect(ex, i);
-        return;
+    struct slot *s = &ex->slots[i];
+    unsigned done = load_acquire(&s->done), started = load_acquire(&s->started);
+    collect(ex, i, done);
+    if (started != done) {
+        ps_future_t *f = w->task[done % RING];
+        w->task[done % RING] = NULL;
+        w->collected++;
+        future_complete_error(f, EPIPE);
+        task_release(ex, f);
     }
-    ps_future_t *f = w->task;
-    w->task = NULL;
-    if (st == S_ASSIGNED) {
-        f->next = ex->retry;
-        ex->retry = f;
-        return;
+    while (w->assigned != w->collected) {      /* newest first: the oldest ends up in front */
+        unsigned k = --w->assigned % RING;
+        w->task[k]->next = ex->retry;
+        ex->retry = w->task[k];
+        w->task[k] = NULL;
     }
-    future_complete_error(f, EPIPE);
-    task_release(ex, f);
 }
 
-/* Reaps the workers that ended; their running tasks fail with EPIPE. Forks
- * replacements unless the executor is winding down. True if anything changed. */
+/* Reaps the workers that ended (see tasks_of_dead_worker). Forks replacements
+ * unless the executor is winding down. True if anything changed. */
 static bool check_deaths(struct proc_executor *ex, int timeout_ms, bool *missing)
 {
     int r = poll(ex->pfds, ex->n + 1, timeout_ms);
@@ -379,8 +420,7 @@ static bool check_deaths(struct proc_executor *ex, int timeout_ms, bool *missing
             w->pidfd = -1;
             w->pid = -1;
             ex->pfds[1 + i].fd = -1;
-            if (w->task)
-                task_of_dead_worker(ex, i);
+            tasks_of_dead_worker(ex, i);
             changed = true;
         }
         if (w->pid < 0) {
@@ -398,7 +438,7 @@ static bool check_deaths(struct proc_executor *ex, int timeout_ms, bool *missing
 static bool any_running(struct proc_executor *ex)
 {
     for (unsigned i = 0; i < ex->n; i++)
-        if (ex->workers[i].task)
+        if (ex->workers[i].assigned != ex->workers[i].collected)
             return true;
     return false;
 }
@@ -406,7 +446,7 @@ static bool any_running(struct proc_executor *ex)
 static bool any_free_alive(struct proc_executor *ex)
 {
     for (unsigned i = 0; i < ex->n; i++)
-        if (ex->workers[i].pid > 0 && !ex->workers[i].task)
+        if (ex->workers[i].pid > 0 && ex->workers[i].assigned == ex->workers[i].collected)
             return true;
     return false;
 }
@@ -433,34 +473,37 @@ static int grow(struct proc_executor *ex)
     return try_spawn(ex, (unsigned)i) == 0 ? 1 : -1;
 }
 
-/* One pass over the slots: collect and assign. True if anything happened. */
+/* One pass over the workers: collect and assign. True if anything happened. */
 static bool round_once(struct proc_executor *ex)
 {
     bool progress = false;
     for (unsigned i = 0; i < ex->n; i++) {
-        struct proc_worker *w = &ex->workers[i];
-        if (w->pid <= 0)
+        if (ex->workers[i].pid <= 0)
             continue;
-        struct slot *s = &ex->slots[i];
-        if (w->task) {
-            if (load_acquire(&s->state) != S_DONE)
-                continue;
-            collect(ex, i);
-            progress = true;
-            if (!assign(ex, i))
-                slot_set(s, S_IDLE);
-        } else if (ex->retry || load_relaxed(&ex->nqueued) > 0) {
+        progress |= collect(ex, i, load_acquire(&ex->slots[i].done));
+        if (ex->retry || load_relaxed(&ex->nqueued) > 0)
             progress |= assign(ex, i);
-        }
     }
     return progress;
 }
 
-static void collector_finish(struct proc_executor *ex)
+/* Some worker finished a task we have not collected (seq_cst: the Dekker pair). */
+static bool any_done(struct proc_executor *ex)
 {
     for (unsigned i = 0; i < ex->n; i++)
-        if (ex->workers[i].pid > 0)
-            slot_set(&ex->slots[i], S_EXIT);
+        if (ex->workers[i].pid > 0 && load_sc(&ex->slots[i].done) != ex->workers[i].collected)
+            return true;
+    return false;
+}
+
+static void collector_finish(struct proc_executor *ex)
+{
+    for (unsigned i = 0; i < ex->n; i++) {
+        if (ex->workers[i].pid > 0) {
+            store_sc(&ex->slots[i].exit, 1);
+            hand_over(ex, i);
+        }
+    }
     for (unsigned i = 0; i < ex->n; i++) {
         struct proc_worker *w = &ex->workers[i];
         if (w->pid <= 0)
@@ -506,10 +549,7 @@ static void *collector_main(void *arg)
         }
         /* Sleep: announce it, then look once more (the Dekker pair). */
         store_sc(&ex->hdr->csleep, 1);
-        bool work = false;
-        for (unsigned i = 0; i < ex->n && !work; i++)
-            if (ex->workers[i].task && load_sc(&ex->slots[i].state) == S_DONE)
-                work = true;
+        bool work = any_done(ex);
         if (work_waiting(ex) && (any_free_alive(ex) || (!missing && unstarted_slot(ex) >= 0)))
             work = true;
         if (load_sc(&ex->shutdown))

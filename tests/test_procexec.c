@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -74,6 +75,17 @@ static ssize_t count_square(const void *in, size_t inlen, void *out, size_t outc
     long long r = (long long)i * i;
     memcpy(out, &r, sizeof r);
     return (ssize_t)sizeof r;
+}
+
+/* count_square after 5 microseconds of work: short enough to be batched. */
+static ssize_t count_square_5us(const void *in, size_t inlen, void *out, size_t outcap)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 5000);
+    return count_square(in, inlen, out, outcap);
 }
 
 static ssize_t concurrency(const void *in, size_t inlen, void *out, size_t outcap)
@@ -314,8 +326,9 @@ Test(process_executor, at_most_max_workers)
     ps_executor_free(ex);
 }
 
-/* Processes whose parent is this one (the test's own process has no others). */
-static int children_of_this_process(void)
+/* The processes whose parent is this one (the test's own process has no
+ * others): their count, and up to max of their pids in pids. */
+static int children(pid_t *pids, int max)
 {
     DIR *d = opendir("/proc");
     cr_assert_not_null(d);
@@ -332,13 +345,21 @@ static int children_of_this_process(void)
         char line[512];
         if (fgets(line, sizeof line, f)) {
             char *close = strrchr(line, ')');
-            if (close && sscanf(close + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
+            if (close && sscanf(close + 1, " %*c %d", &ppid) == 1 && ppid == getpid()) {
+                if (n < max)
+                    pids[n] = (pid_t)atoi(e->d_name);
                 n++;
+            }
         }
         fclose(f);
     }
     closedir(d);
     return n;
+}
+
+static int children_of_this_process(void)
+{
+    return children(NULL, 0);
 }
 
 /* Python's ProcessPoolExecutor starts workers on demand: one at first, more
@@ -415,6 +436,49 @@ Test(process_executor, worker_killed_by_test)
     cr_assert_eq(square_result(f), 49);
     ps_future_free(f);
     ps_future_free(k);
+    ps_executor_free(ex);
+}
+
+/* Short tasks are handed to a worker several at a time. Workers SIGKILLed at
+ * random while 1000 such tasks stream through: every future completes, each
+ * with its right result or EPIPE, at most one EPIPE per kill, and every task
+ * that succeeded ran exactly once (the ones a dead worker had not started ran
+ * in its replacement). */
+Test(process_executor, workers_killed_amid_short_tasks)
+{
+    ps_executor_t *ex = ps_executor_new(2, PS_PROCESSES);
+    cr_assert_not_null(ex);
+    enum { N = 1000, KILLS = 10 };
+    static ps_future_t *fs[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_not_null(fs[i] = ps_executor_submit_bytes(ex, count_square_5us, &i, sizeof i));
+    unsigned seed = (unsigned)getpid();
+    int kills = 0;
+    for (int k = 0; k < KILLS && !ps_future_done(fs[N - 1]); k++) {
+        pid_t pids[8];
+        int n = children(pids, 8);
+        if (n > 0 && kill(pids[rand_r(&seed) % (n < 8 ? n : 8)], SIGKILL) == 0)
+            kills++;
+        usleep((useconds_t)(rand_r(&seed) % 400));
+    }
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        long long r = -1;
+        size_t len = 0;
+        int rc = ps_future_result_bytes(fs[i], 30.0, &r, sizeof r, &len);
+        if (rc == EPIPE) {
+            failed++;
+            cr_assert_leq(atomic_load(&sh->runs[i]), 1);
+        } else {
+            cr_assert_eq(rc, 0, "task %d: %s", i, ps_errname(rc));
+            cr_assert_eq(r, (long long)i * i);
+            cr_assert_eq(atomic_load(&sh->runs[i]), 1, "task %d ran %d times", i,
+                         atomic_load(&sh->runs[i]));
+        }
+        ps_future_free(fs[i]);
+    }
+    cr_assert_leq(failed, kills);
+    cr_log_info("%d kills, %d tasks failed", kills, failed);
     ps_executor_free(ex);
 }
 
