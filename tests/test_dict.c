@@ -991,16 +991,14 @@ Test(dict_crash, writer_killed_mid_clear)
 }
 
 /* A writer inserting keys past the point where the table doubles, killed
- * while the rebuild is in flight: it is spotted as an insert that takes far
- * longer than the others do. Its undo log then shows the new table's
- * allocation in progress; the next caller rolls it back. */
+ * while the rebuild is in flight: the parent watches the segment's undo log
+ * and kills the writer the moment it shows the new table's allocation in
+ * progress; the next caller rolls it back. */
 #define RESIZE_FROM 20000
 #define RESIZE_TO   26000           /* past 3/4 of 32768 slots */
 
 struct resize_sync {
-    long inflight;                  /* key being inserted + 1 */
     long done;                      /* keys inserted */
-    long long started;              /* when inflight's insert began, ns */
 };
 
 static void resize_key(char *key, size_t cap, long i) { snprintf(key, cap, "key%ld", i); }
@@ -1015,8 +1013,6 @@ static int resize_writer(void *arg)
     for (long i = sync->done; i < RESIZE_TO; i++) {
         resize_key(key, sizeof key, i);
         fill_value(value, (uint32_t)i, sizeof value, 1);
-        __atomic_store_n(&sync->started, (long long)(now() * 1e9), __ATOMIC_SEQ_CST);
-        __atomic_store_n(&sync->inflight, i + 1, __ATOMIC_SEQ_CST);
         if (ps_dict_set(d, key, value, sizeof value))
             return 1;
         __atomic_store_n(&sync->done, i + 1, __ATOMIC_SEQ_CST);
@@ -1024,25 +1020,28 @@ static int resize_writer(void *arg)
     return 0;
 }
 
-/* The dead writer's log (before anyone repairs it): did a big allocation -
- * a table's - have the heap's free bytes drop by at least `bytes`? */
-static bool log_shows_allocation(const char *name, uint64_t bytes)
+/* The segment's header, mapped read-only: the parent watches the writer's
+ * undo log through it. */
+static const struct seg_header *map_header(const char *name)
 {
     int fd = shm_open(name, O_RDONLY, 0);
     cr_assert_geq(fd, 0);
-    struct stat st;
-    fstat(fd, &st);
-    const struct seg_header *h = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    const struct seg_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     cr_assert_neq((void *)h, MAP_FAILED);
-    bool found = false;
-    uint64_t n = h->undo.count;
+    return h;
+}
+
+/* The writer's log (before anyone repairs it): is a big allocation - a table's -
+ * in progress, the heap's free bytes down by at least `bytes`? */
+static bool log_shows_allocation(const struct seg_header *h, uint64_t bytes)
+{
+    uint64_t n = __atomic_load_n(&h->undo.count, __ATOMIC_ACQUIRE);
     for (uint64_t i = 0; i < n && i < UNDO_MAX; i++)
         if (h->undo.e[i].off == offsetof(struct seg_header, free_bytes) &&
-            h->undo.e[i].old >= h->free_bytes + bytes)
-            found = true;
-    munmap((void *)h, (size_t)st.st_size);
-    return found;
+            h->undo.e[i].old >= __atomic_load_n(&h->free_bytes, __ATOMIC_RELAXED) + bytes)
+            return true;
+    return false;
 }
 
 Test(dict_crash, writer_killed_mid_resize)
@@ -1060,19 +1059,16 @@ Test(dict_crash, writer_killed_mid_resize)
         CHECK_RC(ps_dict_set(d, key, value, sizeof value), 0);
     }
     sync->done = RESIZE_FROM;
+    const struct seg_header *h = map_header(name);
     int landed = 0, rounds = 0;
     double end = now() + 8.0;
     while (landed < 3 && rounds < 60 && now() < end) {
         rounds++;
-        sync->inflight = sync->done;
         pid_t pid = fork_child(resize_writer, args);
         bool killed = false;
         for (;;) {
-            long in = __atomic_load_n(&sync->inflight, __ATOMIC_SEQ_CST);
-            long long t = __atomic_load_n(&sync->started, __ATOMIC_SEQ_CST);
-            if (in > __atomic_load_n(&sync->done, __ATOMIC_SEQ_CST) &&
-                (long long)(now() * 1e9) - t > 50000) {
-                kill(pid, SIGKILL);     /* an insert that is taking long: the rebuild */
+            if (log_shows_allocation(h, 256 * 1024)) {
+                kill(pid, SIGKILL);     /* it is building the new table */
                 killed = true;
                 break;
             }
@@ -1081,7 +1077,7 @@ Test(dict_crash, writer_killed_mid_resize)
         }
         if (killed) {
             child_kill(pid);
-            landed += log_shows_allocation(name, 256 * 1024);
+            landed += log_shows_allocation(h, 256 * 1024);  /* still, as it died */
         } else {
             /* It got through: start over below the resize (a clear, as
              * deleting does not shrink the table). */
@@ -1122,6 +1118,7 @@ Test(dict_crash, writer_killed_mid_resize)
     CHECK_RC(ps_dict_foreach(d, count_entries, &calls), 0);
     cr_assert_eq(calls, RESIZE_TO);
     stats_of(m);
+    munmap((void *)h, sizeof *h);
     shm_free(sync, sizeof *sync);
     CHECK_RC_E(ps_manager_close(m), 0);
 }
