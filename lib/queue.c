@@ -1,38 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /* Queue, LifoQueue and PriorityQueue of void * items: Python's queue module.
  *
+ * The FIFO Queue takes no lock on its fast path: lib/fifo.c (its opening
+ * comment has the design). This file has the public functions, task_done and
+ * join for all kinds, and the locked LifoQueue and PriorityQueue, whose put
+ * and get work on the same end of one array anyway.
+ *
  * Invariants
- *   Counters that only grow: _tail (items ever stored), _head (items ever
- *   taken) and the count in _done (task_done calls plus items an immediate
- *   shutdown threw away). qsize is _tail - _head, join waits for the done count
- *   to reach _tail, and _head <= _tail, done count <= _tail always. _tail is
- *   written only under the put lock, _head only under the get lock, both with
- *   release (or seq_cst) stores, so either side may read the other's counter
- *   without its lock. _slots, _heap and _cap change only with both locks held.
- *   _done is (count << 1) | JOINING: the low bit says a joiner may be asleep.
+ *   Counters that only grow: items ever put (LIFO/priority: _tail; FIFO: a
+ *   function of its ticket word, fifo_items_put), items ever taken (_head for
+ *   LIFO/priority), and the count in _done (task_done calls plus items an
+ *   immediate shutdown threw away). join waits for the done count to reach
+ *   the items put, and done count <= items put always. _done is
+ *   (count << 1) | JOINING: the low bit says a joiner may be asleep.
+ *   LIFO and priority: _put_lock guards everything. The priority queue is a
+ *   binary heap of (item, sequence) entries; the sequence is _tail at put time
+ *   and breaks ties, which makes equal items leave in insertion order.
  *
- *   FIFO: a power-of-two ring indexed by counter & (_cap - 1), with separate put
- *   and get locks (a two-lock queue): one producer and one consumer never touch
- *   the same lock, and each side caches the other's counter (_head_seen,
- *   _tail_seen) and reads the real one only when its cache says full or empty, so
- *   the shared cache lines move about once per batch, not once per item. Growing
- *   the ring takes the get lock while holding the put lock (the only nesting,
- *   always in that order).
- *   LIFO and priority: both operations work on the same end, so the put lock
- *   guards everything. The priority queue is a binary heap of (item, sequence)
- *   entries; the sequence is _tail at put time and breaks ties, which makes equal
- *   items leave in insertion order.
- *
- * Who wakes whom
+ * Who wakes whom (LIFO and priority; the FIFO's is in lib/fifo.c)
  *   A caller that cannot proceed first polls for a few microseconds (the peer is
  *   usually about to make room or an item), then sleeps on a futex word: getters
  *   on _not_empty, putters on _not_full, counting themselves in _getters and
- *   _putters; joiners on the low 32 bits of _done, after setting JOINING. A put
- *   that sees _getters > 0 bumps _not_empty and wakes one getter; a get wakes one
- *   putter the same way; the task_done (or immediate shutdown) that brings the
- *   done count up to _tail clears JOINING in the same CAS and, if it was set,
- *   wakes all joiners; shutdown wakes everybody. When nobody sleeps nobody makes
- *   a system call.
+ *   _putters (the FIFO counts its sleepers there too); joiners on the low 32
+ *   bits of _done, after setting JOINING. A put that sees _getters > 0 bumps
+ *   _not_empty and wakes one getter; a get wakes one putter the same way; the
+ *   task_done (or immediate shutdown) that brings the done count up to the items
+ *   put clears JOINING in the same CAS and, if it was set, wakes all joiners;
+ *   shutdown wakes everybody. When nobody sleeps nobody makes a system call.
  *
  *   No lost wake-up: the sleeper reads the futex word, counts itself, then
  *   re-checks its condition; the waker publishes its change, then reads the
@@ -53,20 +47,20 @@
  *     (a) releasing an internal lock, which destroy waits for, and
  *     (b) a final FUTEX_WAKE on an address, harmless on freed or unmapped
  *         memory: every futex sleeper re-checks its condition.
- *   Hence put and get decide whether to wake and bump the futex word while they
- *   still hold their lock, and only call futex_wake after releasing it;
- *   task_done's CAS is the store that lets a joiner return, which is why the
+ *   Hence the locked put and get decide whether to wake and bump the futex word
+ *   while they still hold their lock, and only call futex_wake after releasing
+ *   it; task_done's CAS is the store that lets a joiner return, which is why the
  *   joiners' flag lives in _done itself; shutdown writes everything under both
- *   locks. destroy takes both locks (held only for short, non-blocking critical
- *   sections), so it waits out a waker still inside one, and it is EBUSY while
- *   a blocking caller is counted in _inside, whose leave() is that caller's
- *   last access: put_slow, get_slow and join, polling and sleeping included,
- *   all run between enter() and leave(). grow_ring runs under the put lock
- *   before the _tail store that releases anybody. Computing an address is not
- *   an access.
+ *   locks (the FIFO's _get_lock is its shutdown lock). destroy takes both locks
+ *   (held only for short, non-blocking critical sections), so it waits out a
+ *   waker still inside one, and it is EBUSY while a blocking caller is counted
+ *   in _inside, whose leave() is that caller's last access: the waiting part of
+ *   put, get and join, polling and sleeping included, runs between enter() and
+ *   leave(). Computing an address is not an access.
  */
 #include <pysync/queue.h>
 
+#include "fifo.h"
 #include "futex.h"
 #include "timing.h"
 #include "wordlock.h"
@@ -79,7 +73,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { KIND_FIFO = 1, KIND_LIFO, KIND_PRIORITY };
 enum { ALIVE, SHUT_DOWN, SHUT_DOWN_NOW };
 
 struct ps_queue_entry {
@@ -87,8 +80,7 @@ struct ps_queue_entry {
     unsigned long long seq;     /* insertion order, the tie-breaker */
 };
 
-#define FIRST_CAP    64         /* slots of the first allocation... */
-#define PREALLOC_MAX 4096       /* ...unless the whole bounded queue is this small */
+#define FIRST_CAP    64         /* slots of the first allocation */
 #define WAIT_SPINS   1000       /* pauses polling before yielding (tens of us) */
 #define WAIT_YIELDS  16         /* then sched_yield polls before sleeping */
 #define MAX_BACKOFF  64         /* pauses between two polls, at most */
@@ -99,12 +91,6 @@ struct ps_queue_entry {
 #define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define load_sc(p)          __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define store_sc(p, v)      __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
-/* Consumers of a FIFO have their own lock; the other kinds share one. */
-static inline unsigned *get_lock(ps_queue_t *q)
-{
-    return q->_kind == KIND_FIFO ? &q->_get_lock : &q->_put_lock;
-}
 
 /* ---- waking and sleeping ---- */
 
@@ -177,10 +163,9 @@ static bool can_put(ps_queue_t *q)
            load_relaxed(&q->_shutdown) != ALIVE;
 }
 
-/* What a spinning putter waits for: room for a batch, not for one item. Going
- * back to a full queue after every get would move the head's cache line once
- * per item; a quarter of the queue lets both sides run at full speed for a
- * while. A putter that sleeps waits for one slot (can_put), as Python's does. */
+/* What a spinning putter waits for: room for a batch, not for one item, so
+ * that putters and getters do not hand the lock to and fro once per item. A
+ * putter that sleeps waits for one slot (can_put), as Python's does. */
 static bool can_put_batch(ps_queue_t *q)
 {
     size_t head = load_acquire(&q->_head);
@@ -228,51 +213,22 @@ static inline unsigned *done_word(ps_queue_t *q)
 
 /* ---- storage ---- */
 
-static size_t first_capacity(const ps_queue_t *q)
-{
-    if (q->_maxsize == 0 || q->_maxsize > PREALLOC_MAX)
-        return FIRST_CAP;
-    size_t cap = 1;
-    while (cap < q->_maxsize)
-        cap <<= 1;
-    return cap;
-}
-
 static size_t next_capacity(const ps_queue_t *q, size_t elem_size)
 {
     if (q->_cap == 0)
-        return first_capacity(q);
+        return FIRST_CAP;
     return q->_cap <= SIZE_MAX / 2 / elem_size ? q->_cap * 2 : 0;
 }
 
-/* Doubles the ring. The put lock is held; consumers read the ring under the get
- * lock, so the items move under that one too. The new ring is allocated before,
- * so consumers wait only for the copy. */
-static int grow_ring(ps_queue_t *q)
-{
-    size_t cap = next_capacity(q, sizeof(void *));
-    void **slots = cap ? malloc(cap * sizeof *slots) : NULL;
-    if (!slots)
-        return ENOMEM;
-    wordlock_lock(&q->_get_lock);
-    size_t tail = load_relaxed(&q->_tail);
-    for (size_t i = load_relaxed(&q->_head); i != tail; i++)
-        slots[i & (cap - 1)] = q->_slots[i & (q->_cap - 1)];
-    void **old = q->_slots;
-    q->_slots = slots;
-    q->_cap = cap;
-    wordlock_release(&q->_get_lock);
-    free(old);
-    return 0;
-}
-
 /* LIFO stack or heap: the only lock is held, a plain realloc will do. */
-static int grow_array(ps_queue_t *q)
+static int grow(ps_queue_t *q)
 {
+    int saved = errno;      /* realloc may set it; int-returning calls keep it */
     bool heap = q->_kind == KIND_PRIORITY;
     size_t elem = heap ? sizeof(struct ps_queue_entry) : sizeof(void *);
     size_t cap = next_capacity(q, elem);
     void *p = cap ? realloc(heap ? (void *)q->_heap : (void *)q->_slots, cap * elem) : NULL;
+    errno = saved;
     if (!p)
         return ENOMEM;
     if (heap)
@@ -281,14 +237,6 @@ static int grow_array(ps_queue_t *q)
         q->_slots = p;
     q->_cap = cap;
     return 0;
-}
-
-static int grow(ps_queue_t *q)
-{
-    int saved = errno;      /* malloc may set it; int-returning calls keep it */
-    int err = q->_kind == KIND_FIFO ? grow_ring(q) : grow_array(q);
-    errno = saved;
-    return err;
 }
 
 /* ---- the binary heap, ordered by (cmp, seq) ---- */
@@ -334,14 +282,10 @@ static void *heap_pop(ps_queue_t *q, size_t n)
     return top;
 }
 
-/* ---- the three kinds: tail/head are the counters of the item to store/take ---- */
+/* ---- LIFO and priority: tail/head are the counters of the item to store/take ---- */
 
 static void store_item(ps_queue_t *q, size_t tail, void *item)
 {
-    if (q->_kind == KIND_FIFO) {
-        q->_slots[tail & (q->_cap - 1)] = item;     /* _head stays untouched */
-        return;
-    }
     size_t size = tail - load_relaxed(&q->_head);   /* exact: the only lock is ours */
     if (q->_kind == KIND_LIFO) {
         q->_slots[size] = item;
@@ -353,14 +297,10 @@ static void store_item(ps_queue_t *q, size_t tail, void *item)
 
 static void *take_item(ps_queue_t *q, size_t head)
 {
-    switch (q->_kind) {
-    case KIND_FIFO:
-        return q->_slots[head & (q->_cap - 1)];
-    case KIND_LIFO:
-        return q->_slots[load_relaxed(&q->_tail) - head - 1];
-    default:
-        return heap_pop(q, load_relaxed(&q->_tail) - head);
-    }
+    size_t tail = load_relaxed(&q->_tail);
+    if (q->_kind == KIND_LIFO)
+        return q->_slots[tail - head - 1];
+    return heap_pop(q, tail - head);
 }
 
 /* ---- put and get, one attempt each ---- */
@@ -371,17 +311,13 @@ static int put_locked(ps_queue_t *q, void *item)
     if (load_relaxed(&q->_shutdown) != ALIVE)
         return ESHUTDOWN;
     size_t tail = load_relaxed(&q->_tail);
-    size_t room = q->_maxsize && q->_maxsize < q->_cap ? q->_maxsize : q->_cap;
-    if (tail - q->_head_seen >= room) {
-        q->_head_seen = load_acquire(&q->_head);    /* the cache may be stale */
-        size_t size = tail - q->_head_seen;
-        if (q->_maxsize && size >= q->_maxsize)
-            return EAGAIN;
-        if (size >= q->_cap) {
-            int err = grow(q);
-            if (err)
-                return err;
-        }
+    size_t size = tail - load_relaxed(&q->_head);   /* exact: the only lock is ours */
+    if (q->_maxsize && size >= q->_maxsize)
+        return EAGAIN;
+    if (size >= q->_cap) {
+        int err = grow(q);
+        if (err)
+            return err;
     }
     store_item(q, tail, item);
     store_sc(&q->_tail, tail + 1);     /* seq_cst: see "No lost wake-up" */
@@ -392,14 +328,8 @@ static int put_locked(ps_queue_t *q, void *item)
 static int get_locked(ps_queue_t *q, void **item)
 {
     size_t head = load_relaxed(&q->_head);
-    if (head == q->_tail_seen) {
-        /* Shutdown state before _tail: a shutdown seen here was ordered after
-         * every put it stopped, so those items are visible below. */
-        unsigned state = load_acquire(&q->_shutdown);
-        q->_tail_seen = load_acquire(&q->_tail);
-        if (head == q->_tail_seen)
-            return state != ALIVE ? ESHUTDOWN : EAGAIN;
-    }
+    if (head == load_relaxed(&q->_tail))
+        return load_relaxed(&q->_shutdown) != ALIVE ? ESHUTDOWN : EAGAIN;
     *item = take_item(q, head);
     if (q->_maxsize)
         store_sc(&q->_head, head + 1);      /* a putter may sleep on it */
@@ -424,45 +354,41 @@ static int try_put(ps_queue_t *q, void *item)
 
 static int try_get(ps_queue_t *q, void **item)
 {
-    unsigned *wake = NULL, *lock = get_lock(q);
-    wordlock_lock(lock);
+    unsigned *wake = NULL;
+    wordlock_lock(&q->_put_lock);
     int err = get_locked(q, item);
     if (err == 0 && q->_maxsize)    /* unbounded queues have no putters asleep */
         wake = bump_if_sleepers(&q->_not_full, &q->_putters);
-    wordlock_release(lock);
+    wordlock_release(&q->_put_lock);
     wake_one(wake);
     return err;
 }
 
-static int put_slow(ps_queue_t *q, void *item, double timeout)
+static int put_slow(ps_queue_t *q, void *item, const deadline_t *d)
 {
-    deadline_t d;
-    deadline_from_timeout(timeout, &d);     /* NaN was refused by the caller */
-    if (timeout != 0)
+    if (!deadline_passed(d))
         spin_until(q, can_put_batch);
     for (;;) {
         int err = try_put(q, item);
         if (err != EAGAIN)
             return err;
-        if (deadline_passed(&d))
+        if (deadline_passed(d))
             return ETIMEDOUT;
-        sleep_unless(q, &q->_not_full, &q->_putters, can_put, &d);
+        sleep_unless(q, &q->_not_full, &q->_putters, can_put, d);
     }
 }
 
-static int get_slow(ps_queue_t *q, void **item, double timeout)
+static int get_slow(ps_queue_t *q, void **item, const deadline_t *d)
 {
-    deadline_t d;
-    deadline_from_timeout(timeout, &d);
-    if (timeout != 0)
+    if (!deadline_passed(d))
         spin_until(q, can_get);
     for (;;) {
         int err = try_get(q, item);
         if (err != EAGAIN)
             return err;
-        if (deadline_passed(&d))
+        if (deadline_passed(d))
             return ETIMEDOUT;
-        sleep_unless(q, &q->_not_empty, &q->_getters, can_get, &d);
+        sleep_unless(q, &q->_not_empty, &q->_getters, can_get, d);
     }
 }
 
@@ -471,8 +397,8 @@ static int get_slow(ps_queue_t *q, void **item, double timeout)
 static void enter(ps_queue_t *q) { __atomic_fetch_add(&q->_inside, 1, __ATOMIC_RELAXED); }
 static void leave(ps_queue_t *q) { __atomic_fetch_sub(&q->_inside, 1, __ATOMIC_RELEASE); }
 
-/* Shutdown and destroy: everything. Other kinds never take _get_lock, so taking
- * it costs one uncontended CAS and saves a case. Put lock first, as grow_ring. */
+/* Shutdown and destroy: everything. LIFO and priority never take _get_lock, so
+ * taking it costs one uncontended CAS and saves a case. */
 static void lock_both(ps_queue_t *q)
 {
     wordlock_lock(&q->_put_lock);
@@ -485,6 +411,12 @@ static void release_both(ps_queue_t *q)
     wordlock_release(&q->_put_lock);
 }
 
+/* Items ever put, what the done count must reach. */
+static size_t items_put(ps_queue_t *q)
+{
+    return is_fifo(q) ? fifo_items_put(q) : load_acquire(&q->_tail);
+}
+
 /* ---- public API ---- */
 
 static int init_queue(ps_queue_t *q, size_t maxsize, int kind,
@@ -492,16 +424,18 @@ static int init_queue(ps_queue_t *q, size_t maxsize, int kind,
 {
     if (!q || (kind == KIND_PRIORITY && !cmp))
         return EINVAL;
-    memset(q, 0, sizeof *q);    /* storage comes with the first put */
+    memset(q, 0, sizeof *q);    /* LIFO, priority: storage comes with the first put */
     q->_maxsize = maxsize;
-    q->_kind = kind;
     q->_cmp = cmp;
+    if (kind == KIND_RING)
+        return fifo_init(q, maxsize);       /* picks ring or segments */
+    q->_kind = kind;
     return 0;
 }
 
 int ps_queue_init(ps_queue_t *q, size_t maxsize)
 {
-    return init_queue(q, maxsize, KIND_FIFO, NULL);
+    return init_queue(q, maxsize, KIND_RING, NULL);
 }
 
 int ps_lifoqueue_init(ps_queue_t *q, size_t maxsize)
@@ -517,7 +451,10 @@ int ps_priorityqueue_init(ps_queue_t *q, size_t maxsize,
 
 static void free_storage(ps_queue_t *q)
 {
-    free(q->_slots);
+    if (is_fifo(q))
+        fifo_free(q);
+    else
+        free(q->_slots);
     free(q->_heap);
     q->_slots = NULL;
     q->_heap = NULL;
@@ -525,9 +462,10 @@ static void free_storage(ps_queue_t *q)
     q->_kind = 0;       /* a second destroy is EINVAL, not a double free */
 }
 
-/* Holding both locks waits out a waker still in put, get or shutdown (their
- * critical sections are short and never block), which then touches the queue
- * no more; the blocking callers counted in _inside may still, hence EBUSY. */
+/* Holding both locks waits out a waker still in a locked put or get or in
+ * shutdown (their critical sections are short and never block), which then
+ * touches the queue no more; the blocking callers counted in _inside may
+ * still, hence EBUSY. */
 int ps_queue_destroy(ps_queue_t *q)
 {
     if (!q || !q->_kind)
@@ -551,13 +489,18 @@ static ps_queue_t *new_queue(size_t maxsize, int kind, int (*cmp)(const void *, 
         errno = ENOMEM;
         return NULL;
     }
-    init_queue(q, maxsize, kind, cmp);
+    int err = init_queue(q, maxsize, kind, cmp);
+    if (err) {
+        free(q);
+        errno = err;
+        return NULL;
+    }
     return q;
 }
 
 ps_queue_t *ps_queue_new(size_t maxsize)
 {
-    return new_queue(maxsize, KIND_FIFO, NULL);
+    return new_queue(maxsize, KIND_RING, NULL);
 }
 
 ps_queue_t *ps_lifoqueue_new(size_t maxsize)
@@ -586,11 +529,14 @@ int ps_queue_put(ps_queue_t *q, void *item, bool block, double timeout)
 {
     if (!q || !q->_kind || (block && isnan(timeout)))
         return EINVAL;
-    int err = try_put(q, item);
+    bool fifo = is_fifo(q);
+    int err = fifo ? fifo_put_nowait(q, item) : try_put(q, item);
     if (err != EAGAIN || !block)
         return err;
+    deadline_t d;
+    deadline_from_timeout(timeout, &d);     /* NaN was refused above */
     enter(q);
-    err = put_slow(q, item, timeout);
+    err = fifo ? fifo_put_wait(q, item, &d) : put_slow(q, item, &d);
     leave(q);
     return err;
 }
@@ -599,11 +545,14 @@ int ps_queue_get(ps_queue_t *q, void **item, bool block, double timeout)
 {
     if (!q || !q->_kind || !item || (block && isnan(timeout)))
         return EINVAL;
-    int err = try_get(q, item);
+    bool fifo = is_fifo(q);
+    int err = fifo ? fifo_get_nowait(q, item) : try_get(q, item);
     if (err != EAGAIN || !block)
         return err;
+    deadline_t d;
+    deadline_from_timeout(timeout, &d);
     enter(q);
-    err = get_slow(q, item, timeout);
+    err = fifo ? fifo_get_wait(q, item, &d) : get_slow(q, item, &d);
     leave(q);
     return err;
 }
@@ -620,8 +569,10 @@ int ps_queue_get_nowait(ps_queue_t *q, void **item)
 
 size_t ps_queue_qsize(ps_queue_t *q)
 {
-    if (!q)
+    if (!q || !q->_kind)
         return 0;
+    if (is_fifo(q))
+        return fifo_qsize(q);
     size_t head = load_acquire(&q->_head);      /* head first: never above tail */
     size_t size = load_acquire(&q->_tail) - head;
     return q->_maxsize && size > q->_maxsize ? q->_maxsize : size;
@@ -644,10 +595,10 @@ int ps_queue_task_done(ps_queue_t *q)
     unsigned *joiners = done_word(q);
     size_t done = load_relaxed(&q->_done), next;
     do {
-        size_t tail = load_acquire(&q->_tail);
-        if (count_reaches(done, tail))
+        size_t put = items_put(q);
+        if (count_reaches(done, put))
             return EOVERFLOW;       /* every item put is already done */
-        next = add_done(done, 1, tail);
+        next = add_done(done, 1, put);
     } while (!__atomic_compare_exchange_n(&q->_done, &done, next, true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     /* A joiner may have returned and freed q: wake by address only. */
@@ -656,13 +607,13 @@ int ps_queue_task_done(ps_queue_t *q)
     return 0;
 }
 
-/* Sleeps until the done count reaches _tail. JOINING is set with a CAS on the
- * exact value found unfinished, so the task_done that completes the count sees
- * it (or changed the word first, and the CAS fails). */
+/* Sleeps until the done count reaches the items put. JOINING is set with a CAS
+ * on the exact value found unfinished, so the task_done that completes the
+ * count sees it (or changed the word first, and the CAS fails). */
 static void wait_all_done(ps_queue_t *q)
 {
     size_t done = load_sc(&q->_done);
-    while (!count_reaches(done, load_sc(&q->_tail))) {   /* done first: never above tail */
+    while (!count_reaches(done, items_put(q))) {    /* done first: never above */
         if (!(done & JOINING) &&
             !__atomic_compare_exchange_n(&q->_done, &done, done | JOINING, false,
                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
@@ -682,22 +633,28 @@ int ps_queue_join(ps_queue_t *q)
     return 0;
 }
 
-/* Both locks held: empties the queue; removed items count as done, though
- * never beyond _tail (a task_done may already have counted some). Returns
- * whether joiners must be woken. */
-static bool discard_all(ps_queue_t *q)
+/* An immediate shutdown removed `removed` items: they count as done, though
+ * never beyond the items put (a task_done may already have counted some).
+ * Returns whether joiners must be woken. */
+static bool count_removed_as_done(ps_queue_t *q, size_t removed)
+{
+    size_t put = items_put(q);
+    size_t done = load_relaxed(&q->_done), next;
+    do {
+        size_t unfinished = (put - (done >> 1)) & COUNT_MASK;
+        next = add_done(done, removed < unfinished ? removed : unfinished, put);
+    } while (!__atomic_compare_exchange_n(&q->_done, &done, next, true,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    return wakes_joiners(done, next);
+}
+
+/* LIFO and priority, both locks held: empties the queue. */
+static size_t discard_all(ps_queue_t *q)
 {
     size_t tail = load_relaxed(&q->_tail);
     size_t removed = tail - load_relaxed(&q->_head);
     store_release(&q->_head, tail);
-    q->_head_seen = q->_tail_seen = tail;
-    size_t done = load_relaxed(&q->_done), next;
-    do {
-        size_t unfinished = (tail - (done >> 1)) & COUNT_MASK;
-        next = add_done(done, removed < unfinished ? removed : unfinished, tail);
-    } while (!__atomic_compare_exchange_n(&q->_done, &done, next, true,
-                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-    return wakes_joiners(done, next);
+    return removed;
 }
 
 /* Every write happens under both locks; once they are released a woken caller
@@ -706,17 +663,23 @@ int ps_queue_shutdown(ps_queue_t *q, bool immediate)
 {
     if (!q || !q->_kind)
         return EINVAL;
-    unsigned *not_empty = &q->_not_empty, *not_full = &q->_not_full, *done = done_word(q);
+    bool fifo = is_fifo(q);
+    unsigned *getters = fifo ? fifo_getters_word(q) : &q->_not_empty;
+    unsigned *putters = fifo ? fifo_putters_word(q) : &q->_not_full;
+    unsigned *done = done_word(q);
     lock_both(q);
     unsigned state = immediate ? SHUT_DOWN_NOW : SHUT_DOWN;
     if (load_relaxed(&q->_shutdown) < state)
         store_release(&q->_shutdown, state);
-    bool wake_joiners = immediate && discard_all(q);
-    bump(not_empty);
-    bump(not_full);
+    size_t removed = fifo ? fifo_shutdown(q, immediate) : immediate ? discard_all(q) : 0;
+    bool wake_joiners = immediate && count_removed_as_done(q, removed);
+    if (!fifo) {
+        bump(getters);
+        bump(putters);
+    }
     release_both(q);
-    futex_wake(not_empty, UINT_MAX, false);
-    futex_wake(not_full, UINT_MAX, false);
+    futex_wake(getters, UINT_MAX, false);
+    futex_wake(putters, UINT_MAX, false);
     if (wake_joiners)
         futex_wake(done, UINT_MAX, false);
     return 0;

@@ -7,6 +7,19 @@
 #ifndef PS_TEST_HELPERS_H
 #define PS_TEST_HELPERS_H
 
+/* 1 in a ThreadSanitizer build (gcc or clang), where every access is ~10x
+ * slower: the stress programs then run fewer rounds. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>

@@ -63,11 +63,24 @@ static void wait_joiners(ps_queue_t *q, unsigned n)
 }
 
 /* White-box: items put and not yet matched by a task_done (_done holds the
- * done count shifted left by one). */
-static size_t unfinished(ps_queue_t *q)
+ * done count shifted left by one). Items put: _tail for LIFO and priority. The
+ * FIFO's _tail is a ticket word, position << 3 | flags (lib/fifo.c): a ring of
+ * _cap slots numbers positions lap | index, lap the power of two above _cap;
+ * segments (_cap 0) number 1024 positions per 1023 slots. */
+static size_t items_put(ps_queue_t *q, enum kind k)
 {
-    return __atomic_load_n(&q->_tail, __ATOMIC_ACQUIRE) -
-           (__atomic_load_n(&q->_done, __ATOMIC_ACQUIRE) >> 1);
+    size_t tail = __atomic_load_n(&q->_tail, __ATOMIC_ACQUIRE);
+    if (k != FIFO)
+        return tail;
+    size_t pos = tail >> 3, cap = q->_cap ? q->_cap : 1023, lap = 1;
+    while (lap <= cap)
+        lap <<= 1;
+    return pos / lap * cap + pos % lap;
+}
+
+static size_t unfinished(ps_queue_t *q, enum kind k)
+{
+    return items_put(q, k) - (__atomic_load_n(&q->_done, __ATOMIC_ACQUIRE) >> 1);
 }
 
 static intptr_t get_ok(ps_queue_t *q)
@@ -683,7 +696,7 @@ static void shutdown_put_join(bool immediate)
         ps_queue_put_nowait(&q, I('Y'));
         call_start(&j, &q, C_JOIN);
         wait_joiners(&q, 1);
-        cr_assert_eq(unfinished(&q), 1);
+        cr_assert_eq(unfinished(&q, kinds[k]), 1);
         ps_queue_shutdown(&q, immediate);
         cr_assert_eq(ps_queue_put(&q, I('E'), true, PS_FOREVER), ESHUTDOWN);
         if (immediate) {
@@ -708,7 +721,7 @@ Test(queue, shutdown_get_task_done_join)
         make(&q, kinds[k], 2);
         ps_queue_put_nowait(&q, I('Y'));
         ps_queue_put_nowait(&q, I('D'));
-        cr_assert_eq(unfinished(&q), ps_queue_qsize(&q));
+        cr_assert_eq(unfinished(&q, kinds[k]), ps_queue_qsize(&q));
         call_start(&c[0], &q, C_GET_TASK_DONE);
         call_start(&c[1], &q, C_GET_TASK_DONE);
         call_start(&c[2], &q, C_JOIN);
@@ -896,6 +909,173 @@ static void many_threads(size_t maxsize)
 
 Test(queue, many_threads) { many_threads(0); }
 Test(queue, many_threads_bounded) { many_threads(64); }
+Test(queue, many_threads_bounded_odd) { many_threads(3); }
+Test(queue, many_threads_bounded_large) { many_threads(70000); }   /* segmented, bounded */
+
+/* ---- the FIFO's two structures (lib/fifo.c): a ring of exactly maxsize
+ * slots for maxsize <= 65536, linked segments of 1023 slots otherwise ---- */
+
+/* Fills to exactly maxsize, then wraps many laps in steps of `step` items,
+ * checking order, qsize, full and empty all along. */
+static void fifo_laps(size_t maxsize, size_t step, size_t items)
+{
+    ps_queue_t q;
+    void *x;
+    make(&q, FIFO, maxsize);
+    intptr_t next_in = 1, next_out = 1;
+    for (size_t i = 0; i < maxsize; i++)
+        cr_assert_eq(ps_queue_put_nowait(&q, I(next_in++)), 0);
+    cr_assert(ps_queue_full(&q));
+    cr_assert_eq(ps_queue_qsize(&q), maxsize);
+    cr_assert_eq(ps_queue_put_nowait(&q, I(0)), EAGAIN, "maxsize %zu", maxsize);
+    cr_assert_eq(ps_queue_put(&q, I(0), true, 0.001), ETIMEDOUT);
+    while ((size_t)next_in <= items) {
+        for (size_t i = 0; i < step; i++) {
+            cr_assert_eq(ps_queue_get_nowait(&q, &x), 0);
+            cr_assert_eq(V(x), next_out++);
+        }
+        cr_assert_eq(ps_queue_qsize(&q), maxsize - step);
+        for (size_t i = 0; i < step; i++)
+            cr_assert_eq(ps_queue_put_nowait(&q, I(next_in++)), 0);
+        cr_assert_eq(ps_queue_put_nowait(&q, I(0)), EAGAIN);
+    }
+    while (next_out < next_in) {
+        cr_assert_eq(ps_queue_get_nowait(&q, &x), 0);
+        cr_assert_eq(V(x), next_out++);
+    }
+    cr_assert(ps_queue_empty(&q));
+    cr_assert_eq(ps_queue_get_nowait(&q, &x), EAGAIN);
+    cr_assert_eq(ps_queue_get(&q, &x, true, 0.001), ETIMEDOUT);
+    for (intptr_t i = 1; i < next_in; i++)
+        cr_assert_eq(ps_queue_task_done(&q), 0);
+    cr_assert_eq(ps_queue_task_done(&q), EOVERFLOW);
+    cr_assert_eq(ps_queue_join(&q), 0);
+    cr_assert_eq(ps_queue_destroy(&q), 0);
+}
+
+Test(queue, fifo_ring_any_maxsize_wraps)
+{
+    fifo_laps(1, 1, 5000);
+    fifo_laps(3, 1, 5000);
+    fifo_laps(3, 2, 5000);
+    fifo_laps(1000, 7, 20000);
+    fifo_laps(1024, 1024, 20000);
+    fifo_laps(65536, 999, 200000);      /* the largest ring */
+}
+
+Test(queue, fifo_segments_bounded_wraps)
+{
+    fifo_laps(65537, 1000, 200000);
+    fifo_laps(100000, 1023, 300000);
+}
+
+/* Unbounded across many segments, with task_done counted across them. */
+Test(queue, fifo_segments_count_items_and_tasks)
+{
+    enum { N = 5000 };          /* about 5 segments */
+    ps_queue_t q;
+    void *x;
+    make(&q, FIFO, 0);
+    for (int round = 0; round < 3; round++) {
+        for (intptr_t i = 0; i < N; i++) {
+            cr_assert_eq(ps_queue_put_nowait(&q, I(i + 1)), 0);
+            cr_assert_eq(ps_queue_qsize(&q), (size_t)i + 1);
+        }
+        cr_assert_not(ps_queue_full(&q));
+        for (intptr_t i = 0; i < N; i++) {
+            cr_assert_eq(ps_queue_get_nowait(&q, &x), 0);
+            cr_assert_eq(V(x), i + 1);
+            cr_assert_eq(ps_queue_qsize(&q), (size_t)(N - 1 - i));
+        }
+        cr_assert_eq(unfinished(&q, FIFO), (size_t)N);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(ps_queue_task_done(&q), 0);
+        cr_assert_eq(ps_queue_task_done(&q), EOVERFLOW);
+        cr_assert_eq(ps_queue_join(&q), 0);
+    }
+    cr_assert_eq(ps_queue_destroy(&q), 0);
+}
+
+/* An immediate shutdown empties a ring or several segments and counts the
+ * removed items as done; gets and puts then fail, and qsize stays 0. */
+Test(queue, fifo_shutdown_immediate_empties_every_structure)
+{
+    static const size_t sizes[] = { 1, 5, 1024, 70000, 0 };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k] ? (sizes[k] < 3000 ? sizes[k] : 3000) : 3000;
+        ps_queue_t q;
+        void *x;
+        make(&q, FIFO, sizes[k]);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(ps_queue_put_nowait(&q, I((intptr_t)i + 1)), 0);
+        cr_assert_eq(ps_queue_get_nowait(&q, &x), 0);
+        cr_assert_eq(ps_queue_task_done(&q), 0);
+        cr_assert_eq(ps_queue_shutdown(&q, true), 0);
+        cr_assert_eq(ps_queue_qsize(&q), 0, "maxsize %zu", sizes[k]);
+        cr_assert_eq(ps_queue_get_nowait(&q, &x), ESHUTDOWN);
+        cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), ESHUTDOWN);
+        cr_assert_eq(ps_queue_put_nowait(&q, I(1)), ESHUTDOWN);
+        cr_assert_eq(ps_queue_join(&q), 0);
+        cr_assert_eq(ps_queue_task_done(&q), EOVERFLOW);
+        cr_assert_eq(ps_queue_shutdown(&q, true), 0);     /* again: harmless */
+        cr_assert_eq(ps_queue_destroy(&q), 0);
+    }
+}
+
+/* A plain shutdown then lets the gets drain, also across segments. */
+Test(queue, fifo_shutdown_then_drain_across_segments)
+{
+    ps_queue_t q;
+    void *x;
+    make(&q, FIFO, 0);
+    for (intptr_t i = 0; i < 2500; i++)
+        cr_assert_eq(ps_queue_put_nowait(&q, I(i + 1)), 0);
+    cr_assert_eq(ps_queue_shutdown(&q, false), 0);
+    cr_assert_eq(ps_queue_put_nowait(&q, I(1)), ESHUTDOWN);
+    for (intptr_t i = 0; i < 2500; i++) {
+        cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), 0);
+        cr_assert_eq(V(x), i + 1);
+    }
+    cr_assert_eq(ps_queue_get(&q, &x, true, PS_FOREVER), ESHUTDOWN);
+    cr_assert_eq(ps_queue_shutdown(&q, true), 0);       /* immediate may follow */
+    cr_assert_eq(ps_queue_qsize(&q), 0);
+    cr_assert_eq(ps_queue_destroy(&q), 0);
+}
+
+/* Sleepers on both words: a put wakes every getter asleep on the empty
+ * queue, one gets the item, the others sleep again until more come. */
+static void *get_one_item(void *arg)
+{
+    void *x = NULL;
+    int rc = ps_queue_get(arg, &x, true, PS_FOREVER);
+    return rc ? I(-rc) : x;
+}
+
+Test(queue, fifo_many_sleepers_each_get_one)
+{
+    enum { N = 6 };
+    for (int bounded = 0; bounded < 2; bounded++) {
+        ps_queue_t q;
+        pthread_t th[N];
+        make(&q, FIFO, bounded ? 2 : 0);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(pthread_create(&th[i], NULL, get_one_item, &q), 0);
+        wait_sleepers(&q._getters, N);
+        intptr_t sum = 0;
+        for (intptr_t i = 1; i <= N; i++) {
+            cr_assert_eq(ps_queue_put(&q, I(i), true, PS_FOREVER), 0);
+            sum += i;
+        }
+        for (int i = 0; i < N; i++) {
+            void *rc;
+            pthread_join(th[i], &rc);
+            cr_assert_gt(V(rc), 0);
+            sum -= V(rc);
+        }
+        cr_assert_eq(sum, 0, "every item went to exactly one getter");
+        cr_assert_eq(ps_queue_destroy(&q), 0);
+    }
+}
 
 /* ---- wait, then destroy: the waker must not touch the queue afterwards ----
  *

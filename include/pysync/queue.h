@@ -24,22 +24,23 @@ struct ps_queue_entry;          /* private: a PriorityQueue heap slot */
  * that a thread polling one counter does not steal the line of a lock or of the
  * other side's cache. */
 typedef struct ps_queue {
-    unsigned _get_lock;         /* FIFO consumers; other kinds use _put_lock only */
-    size_t _tail_seen;          /* consumers' cached copy of _tail */
+    unsigned _get_lock;         /* with _put_lock: shutdown and destroy */
+    size_t _head_segment;       /* FIFO of segments: the consumers' segment */
     char _pad0[64];
-    size_t _head;               /* items taken so far (written under the get lock) */
+    size_t _head;               /* FIFO: consumers' ticket (position << 3 | flags);
+                                 * others: items taken so far */
     char _pad1[64];
-    unsigned _put_lock;         /* producers; the only lock of LIFO and priority */
-    size_t _head_seen;          /* producers' cached copy of _head */
+    unsigned _put_lock;         /* the only lock of LIFO and priority queues */
+    size_t _tail_segment;       /* FIFO of segments: the producers' segment */
     char _pad2[64];
-    size_t _tail;               /* items stored so far (written under the put lock) */
+    size_t _tail;               /* FIFO: producers' ticket; others: items stored */
     char _pad3[64];
     size_t _done;               /* (task_done calls plus items shutdown discarded)
                                  * << 1 | 1 while a joiner may sleep on it */
     char _pad4[64];
-    void **_slots;              /* FIFO ring / LIFO stack */
-    struct ps_queue_entry *_heap;   /* PriorityQueue */
-    size_t _cap;                /* allocated slots (FIFO: a power of two) */
+    void **_slots;              /* FIFO ring (stamped slots) / LIFO stack */
+    struct ps_queue_entry *_heap;   /* PriorityQueue; FIFO of segments: free segments */
+    size_t _cap;                /* allocated slots (FIFO ring: exactly maxsize) */
     size_t _maxsize;            /* 0: unbounded */
     int (*_cmp)(const void *, const void *);
     int _kind;                  /* 0 once destroyed */
@@ -47,10 +48,11 @@ typedef struct ps_queue {
     char _pad5[64];
     unsigned _getters, _putters;        /* threads asleep in get and put */
     unsigned _inside;           /* threads in a blocking put, get or join */
-    unsigned _not_empty, _not_full;     /* futex words, bumped to wake */
+    unsigned _not_empty, _not_full;     /* LIFO, priority: futex words, bumped to wake */
 } ps_queue_t;
 
-/* queue.Queue(maxsize): FIFO; maxsize 0 is unbounded. EINVAL for a NULL q. */
+/* queue.Queue(maxsize): FIFO; maxsize 0 is unbounded. EINVAL for a NULL q,
+ * ENOMEM. */
 PS_EXTERN int ps_queue_init(ps_queue_t *q, size_t maxsize);
 /* queue.LifoQueue(maxsize): the last item put leaves first. */
 PS_EXTERN int ps_lifoqueue_init(ps_queue_t *q, size_t maxsize);

@@ -2,13 +2,22 @@
 /* Benchmark (not a test): ps_queue against GLib's GAsyncQueue, a plain
  * mutex+condvar ring and Python's queue.Queue, same run, same machine.
  *
- * Scenarios: 1 producer thread -> 1 consumer thread, bounded (1024) and
- * unbounded; 2 producers x 2 consumers (bounded 1024); PriorityQueue put+get
- * pairs with 10k items resident. The systems are interleaved A B C D A B C D
- * and each figure is the median of ROUNDS runs (PITFALLS 11). Threads wait on a
- * barrier and the clock starts when it opens; the PriorityQueue run keeps a
- * second thread alive so glibc takes its multi-threaded paths (PITFALLS 2). */
+ * Scenarios: 1 producer -> 1 consumer, 2 x 2 and 4 x 4 threads, each bounded
+ * (1024) and unbounded; on a machine with more than 2 CPUs also 4 x 4 confined
+ * to 2 of them. Every consumer gets one item per call (no batching), and the
+ * consumers' checksum of the items must match what the producers put. Then
+ * PriorityQueue put+get pairs with 10k items resident. The systems are
+ * interleaved A B C D A B C D and each figure is the median of the rounds
+ * (PITFALLS 11). Threads wait on a barrier and the clock starts when it opens;
+ * a second thread stays alive so glibc takes its multi-threaded paths
+ * (PITFALLS 2). GAsyncQueue is always unbounded; the ring's "unbounded" is
+ * 2^20 slots, Python's is queue.Queue().
+ *
+ * `bench_queue one SYSTEM PRODUCERS CONSUMERS MAXSIZE` (SYSTEM ps, glib or
+ * ring) runs one measurement and prints items/s: for perf stat / strace -c. */
 #include <pysync/queue.h>
+
+#include "bench.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -21,17 +30,17 @@
 #include <unistd.h>
 
 #define ROUNDS    5
+#define MAX_ROUNDS 15
 #define N_ITEMS   2000000L      /* per C run */
 #define N_PY      100000L       /* per Python run */
 #define PQ_RESIDENT 10000
 #define PQ_PAIRS  2000000L
 #define PQ_PY_PAIRS 200000L
+#define WATCHDOG_S 1800
 
 static double now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)bench_now_ns() * 1e-9;
 }
 
 /* ---- the plain ring: what one writes in an afternoon ---- */
@@ -96,18 +105,33 @@ struct run {
     GAsyncQueue *glib;
     ring_t *ring;
     long per_thread;
+    int ncpus;                  /* > 0: every thread confined to the first ncpus */
     pthread_barrier_t start;
-    long bad;                   /* consumers' checksum errors */
+    unsigned long long sum;     /* consumers' total of the items they got */
 };
+
+/* Confines the calling thread to the first n CPUs it may run on. */
+static void confine(int n)
+{
+    cpu_set_t all, some;
+    if (n <= 0 || sched_getaffinity(0, sizeof all, &all) != 0)
+        return;
+    CPU_ZERO(&some);
+    for (int c = 0; c < CPU_SETSIZE && CPU_COUNT(&some) < n; c++)
+        if (CPU_ISSET(c, &all))
+            CPU_SET(c, &some);
+    sched_setaffinity(0, sizeof some, &some);
+}
 
 static void *producer(void *arg)
 {
     struct run *r = arg;
+    confine(r->ncpus);
     pthread_barrier_wait(&r->start);
     for (long i = 1; i <= r->per_thread; i++) {
         void *item = (void *)(intptr_t)i;
         switch (r->sys) {
-        case SYS_PS: ps_queue_put(r->ps, item, true, PS_FOREVER); break;
+        case SYS_PS: bench_must(ps_queue_put(r->ps, item, true, PS_FOREVER), "put"); break;
         case SYS_GLIB: g_async_queue_push(r->glib, item); break;
         default: ring_put(r->ring, item); break;
         }
@@ -118,29 +142,30 @@ static void *producer(void *arg)
 static void *consumer(void *arg)
 {
     struct run *r = arg;
-    long bad = 0;
+    unsigned long long sum = 0;
+    confine(r->ncpus);
     pthread_barrier_wait(&r->start);
     for (long i = 0; i < r->per_thread; i++) {
         void *item = NULL;
         switch (r->sys) {
-        case SYS_PS: ps_queue_get(r->ps, &item, true, PS_FOREVER); break;
+        case SYS_PS: bench_must(ps_queue_get(r->ps, &item, true, PS_FOREVER), "get"); break;
         case SYS_GLIB: item = g_async_queue_pop(r->glib); break;
         default: item = ring_get(r->ring); break;
         }
-        bad += item == NULL;
+        sum += (uintptr_t)item;
     }
-    __atomic_fetch_add(&r->bad, bad, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&r->sum, sum, __ATOMIC_RELAXED);
     return NULL;
 }
 
-/* items/s for nprod -> ncons threads moving N_ITEMS; maxsize 0: unbounded. */
-static double run_c(enum sys sys, int nprod, int ncons, size_t maxsize)
+/* items/s for nthreads -> nthreads moving N_ITEMS; maxsize 0: unbounded. */
+static double run_c(enum sys sys, int nthreads, size_t maxsize, int ncpus)
 {
-    struct run r = { .sys = sys, .per_thread = N_ITEMS / nprod };
+    struct run r = { .sys = sys, .per_thread = N_ITEMS / nthreads, .ncpus = ncpus };
     ps_queue_t ps;
     ring_t ring;
     if (sys == SYS_PS) {
-        ps_queue_init(&ps, maxsize);
+        bench_must(ps_queue_init(&ps, maxsize), "ps_queue_init");
         r.ps = &ps;
     } else if (sys == SYS_GLIB) {
         r.glib = g_async_queue_new();
@@ -148,12 +173,12 @@ static double run_c(enum sys sys, int nprod, int ncons, size_t maxsize)
         ring_init(&ring, maxsize ? maxsize : 1 << 20);   /* "unbounded": never fills */
         r.ring = &ring;
     }
-    pthread_t th[8];
-    int n = nprod + ncons;
-    pthread_barrier_init(&r.start, NULL, (unsigned)n + 1);
+    pthread_t th[16];
+    int n = 2 * nthreads;
+    bench_must(pthread_barrier_init(&r.start, NULL, (unsigned)n + 1), "barrier");
     for (int i = 0; i < n; i++)
-        pthread_create(&th[i], NULL, i < nprod ? producer : consumer, &r);
-    /* every thread moves per_thread items: the scenarios have nprod == ncons */
+        bench_must(pthread_create(&th[i], NULL, i < nthreads ? producer : consumer, &r),
+                   "pthread_create");
     pthread_barrier_wait(&r.start);
     double t0 = now();
     for (int i = 0; i < n; i++)
@@ -161,16 +186,16 @@ static double run_c(enum sys sys, int nprod, int ncons, size_t maxsize)
     double dt = now() - t0;
     pthread_barrier_destroy(&r.start);
     if (sys == SYS_PS)
-        ps_queue_destroy(&ps);
+        bench_must(ps_queue_destroy(&ps), "ps_queue_destroy");
     else if (sys == SYS_GLIB)
         g_async_queue_unref(r.glib);
     else
         ring_destroy(&ring);
-    if (r.bad) {
-        fprintf(stderr, "bench_queue: %ld bad items\n", r.bad);
-        exit(1);
-    }
-    return (double)(r.per_thread * nprod) / dt;
+    unsigned long long want = (unsigned long long)nthreads * (unsigned long long)r.per_thread *
+                              (unsigned long long)(r.per_thread + 1) / 2;
+    if (r.sum != want)
+        bench_wrong(sys_name[sys], "items sum to %llu, not %llu", r.sum, want);
+    return (double)(r.per_thread * nthreads) / dt;
 }
 
 /* ---- PriorityQueue: put+get pairs with PQ_RESIDENT items resident ---- */
@@ -189,20 +214,6 @@ static uintptr_t next_key(void)
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return (uintptr_t)(rng_state >> 16) | 1;
-}
-
-static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
-static int idle_stop;
-
-static void *idle_thread(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&idle_mu);
-    while (!idle_stop)
-        pthread_cond_wait(&idle_cv, &idle_mu);
-    pthread_mutex_unlock(&idle_mu);
-    return NULL;
 }
 
 static double run_pq(void)
@@ -251,28 +262,18 @@ static const char py_script[] =
     "for t in ts: t.join()\n"
     "print(n // P * P / (time.perf_counter() - t0))\n";
 
-static char py_path[64];
+static char py_exe[PATH_MAX + 64], py_path[PATH_MAX];
 
-static void write_py_script(void)
-{
-    snprintf(py_path, sizeof py_path, "/tmp/bench_queue_%ld.py", (long)getpid());
-    FILE *f = fopen(py_path, "w");
-    if (!f || fputs(py_script, f) < 0 || fclose(f) != 0) {
-        perror("bench_queue: python script");
-        exit(1);
-    }
-}
-
+/* 0 when there is no Python: the table then shows "-". */
 static double run_python(const char *args)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "python3 %s %s", py_path, args);
-    FILE *p = popen(cmd, "r");
+    char cmd[2 * PATH_MAX + 256], out[256];
     double v = 0;
-    if (!p || fscanf(p, "%lf", &v) != 1)
+    if (!py_exe[0])
+        return 0;
+    snprintf(cmd, sizeof cmd, "%s %s %s", py_exe, py_path, args);
+    if (bench_run_cmd(cmd, out, sizeof out) != 0 || sscanf(out, "%lf", &v) != 1)
         v = 0;
-    if (p)
-        pclose(p);
     return v;
 }
 
@@ -280,94 +281,112 @@ static double run_python(const char *args)
 
 struct scenario {
     const char *name;
-    int nprod, ncons;
+    int threads;                /* producers, and as many consumers */
     size_t maxsize;
-    double v[NSYS][ROUNDS];
+    int ncpus;                  /* 0: all */
+    double v[NSYS][MAX_ROUNDS];
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    double s[ROUNDS];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 static void print_ratio(double a, double b)
 {
     if (a > 0 && b > 0)
-        printf(" %8.1fx", a / b);
+        printf(" %8.2fx", a / b);
     else
         printf(" %9s", "-");
 }
 
-int main(void)
+static int one_measurement(char **argv)
 {
+    static const char *const names[] = { "ps", "glib", "ring" };
+    for (int sys = 0; sys < 3; sys++)
+        if (strcmp(argv[2], names[sys]) == 0) {
+            int nprod = atoi(argv[3]), ncons = atoi(argv[4]);
+            if (nprod != ncons || nprod < 1 || nprod > 8)
+                bench_fail("PRODUCERS and CONSUMERS: equal, 1 to 8");
+            printf("%.0f\n", run_c(sys, nprod, (size_t)atol(argv[5]), 0));
+            return 0;
+        }
+    bench_fail("SYSTEM: ps, glib or ring");
+}
+
+int main(int argc, char **argv)
+{
+    bench_idle_t idle;
+    bench_idle_start(&idle);    /* PITFALLS 2, for every system alike */
+    if (argc == 6 && strcmp(argv[1], "one") == 0)
+        return one_measurement(argv);
+
     struct scenario sc[] = {
-        { "1->1 bounded(1024)", 1, 1, 1024, { { 0 } } },
-        { "1->1 unbounded", 1, 1, 0, { { 0 } } },
-        { "2x2 MPMC bounded(1024)", 2, 2, 1024, { { 0 } } },
+        { "1->1 bounded(1024)", 1, 1024, 0, { { 0 } } },
+        { "1->1 unbounded", 1, 0, 0, { { 0 } } },
+        { "2x2 bounded(1024)", 2, 1024, 0, { { 0 } } },
+        { "2x2 unbounded", 2, 0, 0, { { 0 } } },
+        { "4x4 bounded(1024)", 4, 1024, 0, { { 0 } } },
+        { "4x4 unbounded", 4, 0, 0, { { 0 } } },
+        { "4x4 bounded, 2 CPUs", 4, 1024, 2, { { 0 } } },
+        { "4x4 unbounded, 2 CPUs", 4, 0, 2, { { 0 } } },
     };
-    enum { NSC = sizeof sc / sizeof sc[0] };
-    double pq_ps[ROUNDS], pq_py[ROUNDS];
+    /* On a 2-CPU machine the last two are the 4x4 rows again. */
+    int nsc = sizeof sc / sizeof sc[0] - (sysconf(_SC_NPROCESSORS_ONLN) > 2 ? 0 : 2);
+    double pq_ps[MAX_ROUNDS], pq_py[MAX_ROUNDS];
     char args[128];
+    bench_run_t run;
+    int rounds = bench_begin(&run, ROUNDS, MAX_ROUNDS, WATCHDOG_S);
 
-    write_py_script();
-    pthread_t idle;
-    pthread_create(&idle, NULL, idle_thread, NULL);
-
-    for (int round = 0; round < ROUNDS; round++) {
-        for (int s = 0; s < NSC; s++) {
+    bench_python_setup(py_script, py_exe, sizeof py_exe, py_path, sizeof py_path);
+    for (int round = 0; round < rounds; round++) {
+        for (int s = 0; s < nsc; s++) {
             for (int sys = 0; sys < NSYS; sys++) {
                 if (sys == SYS_PY) {
-                    snprintf(args, sizeof args, "mpmc %ld %d %d %zu", N_PY, sc[s].nprod,
-                             sc[s].ncons, sc[s].maxsize);
-                    sc[s].v[sys][round] = run_python(args);
+                    snprintf(args, sizeof args, "mpmc %ld %d %d %zu", N_PY, sc[s].threads,
+                             sc[s].threads, sc[s].maxsize);
+                    sc[s].v[sys][round] = sc[s].ncpus ? 0 : run_python(args);
                 } else {
-                    sc[s].v[sys][round] = run_c(sys, sc[s].nprod, sc[s].ncons, sc[s].maxsize);
+                    sc[s].v[sys][round] = run_c(sys, sc[s].threads, sc[s].maxsize, sc[s].ncpus);
                 }
             }
         }
         pq_ps[round] = run_pq();
         snprintf(args, sizeof args, "pq %ld %d", PQ_PY_PAIRS, PQ_RESIDENT);
         pq_py[round] = run_python(args);
-        fprintf(stderr, "round %d/%d done\n", round + 1, ROUNDS);
+        fprintf(stderr, "round %d/%d done\n", round + 1, rounds);
     }
 
-    printf("\nitems/s, median of %d interleaved rounds (M = 1e6)\n", ROUNDS);
+    printf("\nitems/s, median of %d interleaved rounds (M = 1e6); Python's Queue has the\n"
+           "scenario's maxsize\n", rounds);
     printf("%-24s", "scenario");
     for (int sys = 0; sys < NSYS; sys++)
         printf(" %13s", sys_name[sys]);
     printf(" %9s %9s %9s\n", "/GAsync", "/ring", "/Python");
-    for (int s = 0; s < NSC; s++) {
+    int miss = 0;
+    for (int s = 0; s < nsc; s++) {
         double m[NSYS];
         printf("%-24s", sc[s].name);
         for (int sys = 0; sys < NSYS; sys++) {
-            m[sys] = median(sc[s].v[sys], ROUNDS);
-            printf(" %12.2fM", m[sys] / 1e6);
+            m[sys] = bench_median(sc[s].v[sys], (size_t)rounds);
+            if (m[sys] > 0)
+                printf(" %12.2fM", m[sys] / 1e6);
+            else
+                printf(" %13s", "-");
         }
         print_ratio(m[SYS_PS], m[SYS_GLIB]);
         print_ratio(m[SYS_PS], m[SYS_RING]);
         print_ratio(m[SYS_PS], m[SYS_PY]);
-        printf("\n");
+        /* issue 12's targets: 2x GAsyncQueue, 1.5x the ring; 20x Python 1->1 bounded */
+        bool ok = m[SYS_PS] >= 2 * m[SYS_GLIB] && m[SYS_PS] >= 1.5 * m[SYS_RING] &&
+                  !(s == 0 && m[SYS_PY] > 0 && m[SYS_PS] < 20 * m[SYS_PY]);
+        miss += !ok;
+        printf("%s\n", ok ? "" : "  (target missed)");
     }
-    double mps = median(pq_ps, ROUNDS), mpy = median(pq_py, ROUNDS);
-    printf("%-24s %12.2fM %13s %13s %12.2fM %9s %9s", "PriorityQueue 10k put+get", mps / 1e6,
-           "-", "-", mpy / 1e6, "-", "-");
+    double mps = bench_median(pq_ps, (size_t)rounds), mpy = bench_median(pq_py, (size_t)rounds);
+    printf("%-24s %12.2fM %13s %13s", "PriorityQueue 10k put+get", mps / 1e6, "-", "-");
+    if (mpy > 0)
+        printf(" %12.2fM %9s %9s", mpy / 1e6, "-", "-");
+    else
+        printf(" %13s %9s %9s", "-", "-", "-");
     print_ratio(mps, mpy);
     printf("\n(GAsyncQueue is always unbounded; the ring's \"unbounded\" is 2^20 slots.)\n");
-
-    pthread_mutex_lock(&idle_mu);
-    idle_stop = 1;
-    pthread_cond_signal(&idle_cv);
-    pthread_mutex_unlock(&idle_mu);
-    pthread_join(idle, NULL);
-    remove(py_path);
+    bench_idle_stop(&idle);
+    bench_end(&run, "every item's checksum", miss);
     return 0;
 }

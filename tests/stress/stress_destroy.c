@@ -15,7 +15,7 @@
 #include "../helpers.h"
 
 /* Under ThreadSanitizer every access is ~10x slower: fewer rounds by default. */
-#if defined(__SANITIZE_THREAD__)
+#if UNDER_TSAN
 #define ROUNDS 10000
 #else
 #define ROUNDS 50000

@@ -18,7 +18,7 @@
 
 #include "../helpers.h"
 
-#if defined(__SANITIZE_THREAD__)
+#if UNDER_TSAN
 #define TASKS 4000              /* per submitter: make tsan stays in seconds */
 #define EXEC_ROUNDS 300
 #else

@@ -9,15 +9,6 @@
 
 enum { THREADS = 4, ITERS = 100000 };
 
-/* libtsan (gcc 12) does not intercept pthread_mutex_clocklock, which a timed acquire
- * of a PS_SHARED lock uses: TSan would report the matching unlock as "unlock of an
- * unlocked mutex". Under TSan, shared locks are therefore acquired untimed. */
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#else
-#define TSAN 0
-#endif
-
 typedef struct shared_state {
     ps_lock_t *lock;
     ps_rlock_t *rlock;
@@ -49,7 +40,10 @@ static int lock_any(state_t *s, int i)
             sched_yield();
         return rc;
     default:
-        if (TSAN && s->shared)
+        /* libtsan (gcc 12) does not intercept pthread_mutex_clocklock, which a
+         * timed acquire of a PS_SHARED lock uses, and would report the matching
+         * unlock as "unlock of an unlocked mutex": under TSan, acquire untimed. */
+        if (UNDER_TSAN && s->shared)
             return ps_lock_acquire(s->lock, true, PS_FOREVER);
         while ((rc = ps_lock_acquire(s->lock, true, 0.001)) == ETIMEDOUT)
             ;

@@ -42,17 +42,6 @@
 
 #include "../helpers.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-#ifndef TSAN
-#define TSAN 0
-#endif
-
 enum {
     NPROD = 4,
     NCONS = 4,
@@ -958,7 +947,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [scale (default 1) [runs|ping|races|procs]]\n", argv[0]);
         return 2;
     }
-    if (TSAN)
+    if (UNDER_TSAN)
         scale /= 3;
     signal(SIGALRM, watchdog);
     signal(SIGSEGV, on_segv);
@@ -996,7 +985,7 @@ int main(int argc, char **argv)
         race("get, free vs shutdown", rounds, shutdown_part, shutdown_round);
         race("blocked put, gets, free", rounds, blocked_put_part, full_round);
     }
-    if (!TSAN && (!only || strstr(only, "proc"))) {
+    if (!UNDER_TSAN && (!only || strstr(only, "proc"))) {
         process_part(100000, 4096, 25, 20);     /* producers mostly blocked */
         process_part(100000, 65536, 100, 4);    /* producers mostly putting */
     }
@@ -1007,7 +996,7 @@ int main(int argc, char **argv)
     CHECK(st <= 1, "%d blocking calls lasted as long as the 1 s backstop (lost wake-ups?)", st);
     int f = atomic_load(&failures);
     char procs[160] = "processes: skipped under TSan";
-    if (!TSAN)
+    if (!UNDER_TSAN)
         snprintf(procs, sizeof procs,
                  "processes: %ld messages, %ld kills, %ld in flight got, %ld left EBUSY",
                  xmsgs, xkills, xinflight, busy_after_kills);
