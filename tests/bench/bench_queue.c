@@ -7,8 +7,8 @@
  * to 2 of them. Every consumer gets one item per call (no batching), and the
  * consumers' checksum of the items must match what the producers put. Then
  * PriorityQueue put+get pairs with 10k items resident. The systems are
- * interleaved A B C D A B C D and each figure is the median of the rounds
- * (PITFALLS 11). Threads wait on a barrier and the clock starts when it opens;
+ * interleaved, their order rotated each round, and each figure is the median
+ * of the rounds, each spread the range of the per-round ratios (PITFALLS 11). Threads wait on a barrier and the clock starts when it opens;
  * a second thread stays alive so glibc takes its multi-threaded paths
  * (PITFALLS 2). GAsyncQueue is always unbounded; the ring's "unbounded" is
  * 2^20 slots, Python's is queue.Queue().
@@ -295,6 +295,23 @@ static void print_ratio(double a, double b)
         printf(" %9s", "-");
 }
 
+/* The per-round ratios a[r] / b[r]: their median in *med, "[min .. max]" in out. */
+static void ratio_spread(const double *a, const double *b, int rounds, double *med, char *out,
+                         size_t n)
+{
+    double q[MAX_ROUNDS];
+    int k = 0;
+    for (int r = 0; r < rounds; r++)
+        if (a[r] > 0 && b[r] > 0)
+            q[k++] = a[r] / b[r];
+    *med = bench_median(q, (size_t)k);
+    if (k)
+        snprintf(out, n, "%.2fx [%.2f .. %.2f]", *med, bench_min(q, (size_t)k),
+                 bench_max(q, (size_t)k));
+    else
+        snprintf(out, n, "-");
+}
+
 static int one_measurement(char **argv)
 {
     static const char *const names[] = { "ps", "glib", "ring" };
@@ -336,7 +353,8 @@ int main(int argc, char **argv)
     bench_python_setup(py_script, py_exe, sizeof py_exe, py_path, sizeof py_path);
     for (int round = 0; round < rounds; round++) {
         for (int s = 0; s < nsc; s++) {
-            for (int sys = 0; sys < NSYS; sys++) {
+            for (int j = 0; j < NSYS; j++) {
+                int sys = (j + round) % NSYS;       /* rotated each round */
                 if (sys == SYS_PY) {
                     snprintf(args, sizeof args, "mpmc %ld %d %d %zu", N_PY, sc[s].threads,
                              sc[s].threads, sc[s].maxsize);
@@ -386,6 +404,17 @@ int main(int argc, char **argv)
         printf(" %13s %9s %9s", "-", "-", "-");
     print_ratio(mps, mpy);
     printf("\n(GAsyncQueue is always unbounded; the ring's \"unbounded\" is 2^20 slots.)\n");
+
+    printf("\nper-round ratios: median [min .. max] of ps_queue / the other, same round\n");
+    printf("%-24s %-26s %-26s %s\n", "scenario", "/GAsync", "/ring", "/Python");
+    for (int s = 0; s < nsc; s++) {
+        char g[64], r[64], y[64];
+        double med;
+        ratio_spread(sc[s].v[SYS_PS], sc[s].v[SYS_GLIB], rounds, &med, g, sizeof g);
+        ratio_spread(sc[s].v[SYS_PS], sc[s].v[SYS_RING], rounds, &med, r, sizeof r);
+        ratio_spread(sc[s].v[SYS_PS], sc[s].v[SYS_PY], rounds, &med, y, sizeof y);
+        printf("%-24s %-26s %-26s %s\n", sc[s].name, g, r, y);
+    }
     bench_idle_stop(&idle);
     bench_end(&run, "every item's checksum", miss);
     return 0;
