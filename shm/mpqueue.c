@@ -17,7 +17,7 @@
  *   bytes queued follow from the two positions. Each side caches the other's
  *   word (put.head_seen, get.tail_seen) and re-reads it only when its cache says full
  *   or empty, so one producer and one consumer share a cache line about once
- *   per batch, not once per message (the two-lock queue of lib/queue.c).
+ *   per batch, not once per message (a two-lock queue).
  *   _done is (task_done calls << 2) | DISCARDED | JOINING. Unfinished tasks are
  *   puts - done, or, once an immediate shutdown has DISCARDED what was queued,
  *   gets - done (never below 0): what was thrown away counts as done, with no
