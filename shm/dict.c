@@ -274,7 +274,7 @@ static int enter(ps_dict_t *d, struct call *c)
 {
     if (!d)
         return EINVAL;
-    struct segment *s = registry_find(d);
+    struct segment *s = seg_registry_find(d);
     if (!s)
         return EINVAL;
     uint64_t off = seg_off(s, d);

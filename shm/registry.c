@@ -27,7 +27,7 @@ static struct reg_slot slots[REGISTRY_SLOTS];
 static unsigned used_slots;        /* atomic: slots [0, used_slots) were ever claimed */
 static __thread unsigned last_hit __attribute__((tls_model("initial-exec")));
 
-int registry_add(const struct segment *s)
+int seg_registry_add(const struct segment *s)
 {
     for (unsigned i = 0; i < REGISTRY_SLOTS; i++) {
         char *expected = NULL;
@@ -45,7 +45,7 @@ int registry_add(const struct segment *s)
     return ENOMEM;
 }
 
-void registry_remove(const struct segment *s)
+void seg_registry_remove(const struct segment *s)
 {
     unsigned n = __atomic_load_n(&used_slots, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++)
@@ -64,7 +64,7 @@ static bool holds(const struct reg_slot *slot, const char *p)
     return off >= slot->seg.g.heap_off && off < slot->seg.g.heap_end;
 }
 
-struct segment *registry_find(const void *p)
+struct segment *seg_registry_find(const void *p)
 {
     unsigned hint = last_hit;
     if (hint < REGISTRY_SLOTS && holds(&slots[hint], p))

@@ -7,10 +7,10 @@
 #include "segment.h"
 
 /* Remembers s (a copy of it). 0, or ENOMEM if too many segments are mapped. */
-int  registry_add(const struct segment *s);
+int  seg_registry_add(const struct segment *s);
 /* Forgets the segment mapped at s->base; a no-op if it is not registered. */
-void registry_remove(const struct segment *s);
+void seg_registry_remove(const struct segment *s);
 /* The registered segment whose heap holds p, or NULL. Lock-free. */
-struct segment *registry_find(const void *p);
+struct segment *seg_registry_find(const void *p);
 
 #endif

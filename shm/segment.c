@@ -112,7 +112,7 @@ int segment_create(struct segment *s, const char *name, size_t size)
     s->g = geometry_for(bytes);
     err = format(s);
     if (!err)
-        err = registry_add(s);      /* so that a dict pointer leads back to s */
+        err = seg_registry_add(s);      /* so that a dict pointer leads back to s */
     if (err) {
         munmap(base, bytes);
         if (name)
@@ -217,7 +217,7 @@ int segment_open(struct segment *s, const char *name)
     const char *why;
     int err = map_checked(fd, s, true, &why);
     close(fd);
-    if (!err && (err = registry_add(s)) != 0) {
+    if (!err && (err = seg_registry_add(s)) != 0) {
         munmap(s->base, s->g.size);
         s->base = NULL;
     }
@@ -240,7 +240,7 @@ int segment_open_readonly(struct segment *s, const char *name, const char **why)
 
 void segment_unmap(struct segment *s)
 {
-    registry_remove(s);             /* a read-only mapping is not there: no-op */
+    seg_registry_remove(s);             /* a read-only mapping is not there: no-op */
     munmap(s->base, s->g.size);
     s->base = NULL;
 }
