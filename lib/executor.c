@@ -368,23 +368,17 @@ static bool run_task(struct thread_executor *ex, struct worker *w, ps_future_t *
     return idle;
 }
 
+static bool work_or_sealed(void *arg)
+{
+    struct thread_executor *ex = arg;
+    return queue_maybe_work(ex) || load_relaxed(&ex->shutdown) == SEALED;
+}
+
 /* An idle worker polls the queue for a while before it sleeps. */
 static void spin_for_work(struct thread_executor *ex)
 {
-    unsigned pauses = 1;
-    for (int i = 0; i < WORK_SPINS; i += (int)pauses) {
-        for (unsigned j = 0; j < pauses; j++)
-            cpu_relax();
-        if (pauses < MAX_BACKOFF)
-            pauses *= 2;
-        if (queue_maybe_work(ex) || load_relaxed(&ex->shutdown) == SEALED)
-            return;
-    }
-    for (int i = 0; i < WORK_YIELDS; i++) {
-        sched_yield();
-        if (queue_maybe_work(ex) || load_relaxed(&ex->shutdown) == SEALED)
-            return;
-    }
+    static const struct spin_policy spin = { WORK_SPINS, 1, MAX_BACKOFF, WORK_YIELDS };
+    spin_until_ready(&spin, work_or_sealed, ex);
 }
 
 /* With the lock held and the queue found empty: sleeps until a submit or

@@ -110,8 +110,10 @@ _Static_assert(sizeof(size_t) >= 8, "lib/fifo.c: positions need a 64-bit size_t"
  * sleeps. Short: on a loaded machine the peer often shares our CPU, and then
  * every pause only delays it (measured: 7 pauses and 4 yields move 2-3x the
  * items/s of 1023 pauses and 16 yields, 1->1 and 4x4, on 2 busy vCPUs). */
-#define SPIN_ROUNDS  4          /* polls with 1, 2, 4, 8 pauses between them */
-#define YIELD_ROUNDS 8          /* then polls with a sched_yield between them */
+static const struct spin_policy poll_spin = {
+    .spins = 15, .min_gap = 1, .max_gap = 8,    /* polls 1, 2, 4, 8 pauses apart */
+    .yields = 8,                                /* then with a sched_yield between */
+};
 
 #define load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -612,14 +614,16 @@ static bool stopped(ps_queue_t *q)
  * back to a full queue after every get would move a slot's cache line to and
  * fro once per item; a quarter of the queue lets both sides stream for a
  * while. A sleeping putter wakes for one slot, as Python's does. */
-static bool room_for_batch(ps_queue_t *q)
+static bool room_for_batch(void *arg)
 {
+    ps_queue_t *q = arg;
     size_t want = q->_maxsize / 4 ? q->_maxsize / 4 : 1;
     return size_now(q) + want <= q->_maxsize || stopped(q);
 }
 
-static bool has_item(ps_queue_t *q)
+static bool has_item(void *arg)
 {
+    ps_queue_t *q = arg;
     return size_now(q) > 0 || stopped(q);
 }
 
@@ -627,13 +631,9 @@ static bool has_item(ps_queue_t *q)
  * usually appears within a microsecond, and a futex sleep and wake cost
  * several. The polls back off so as not to keep stealing the line the peer
  * writes; the yields then let a peer that shares our CPU run. */
-static void poll_until(ps_queue_t *q, bool (*ready)(ps_queue_t *))
+static void poll_until(ps_queue_t *q, bool (*ready)(void *))
 {
-    for (unsigned round = 0; round < SPIN_ROUNDS && !ready(q); round++)
-        for (unsigned i = 0; i < 1u << round; i++)
-            cpu_relax();
-    for (unsigned round = 0; round < YIELD_ROUNDS && !ready(q); round++)
-        sched_yield();
+    spin_until_ready(&poll_spin, ready, q);
 }
 
 int fifo_put_wait(ps_queue_t *q, void *item, const deadline_t *d)

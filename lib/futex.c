@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,4 +28,23 @@ int futex_wake(unsigned *word, unsigned n, bool shared)
     long woken = syscall(SYS_futex, word, op, n > INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
     errno = saved;
     return woken > 0 ? (int)woken : 0;
+}
+
+bool spin_until_ready(const struct spin_policy *p, bool (*ready)(void *), void *arg)
+{
+    unsigned gap = p->min_gap;
+    for (unsigned spun = 0; spun < p->spins; spun += gap) {
+        if (ready(arg))
+            return true;
+        for (unsigned i = 0; i < gap; i++)
+            cpu_relax();
+        if (gap < p->max_gap)
+            gap *= 2;
+    }
+    for (unsigned i = 0; i < p->yields; i++) {
+        if (ready(arg))
+            return true;
+        sched_yield();
+    }
+    return ready(arg);
 }

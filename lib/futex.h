@@ -16,6 +16,17 @@ int futex_wait(unsigned *word, unsigned expected, const struct timespec *deadlin
 /* Wakes up to n sleepers (n > INT_MAX: all); returns how many it woke. */
 int futex_wake(unsigned *word, unsigned n, bool shared);
 
+/* How a caller polls before it sleeps on a futex (the peer is often about to make
+ * its change, and a sleep and a wake cost several microseconds): polls spaced by
+ * min_gap pauses, the gap doubling up to max_gap, for `spins` pauses in all; then
+ * `yields` polls with a sched_yield before each, for a peer sharing our CPU. */
+struct spin_policy {
+    unsigned spins, min_gap, max_gap, yields;
+};
+
+/* Polls ready(arg) as p says; true as soon as it returns true. */
+bool spin_until_ready(const struct spin_policy *p, bool (*ready)(void *), void *arg);
+
 /* Tell the CPU we are spinning (saves power, yields to the sibling hyperthread). */
 static inline void cpu_relax(void)
 {

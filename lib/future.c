@@ -40,7 +40,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,24 +381,18 @@ bool future_cancel(ps_future_t *f)
 
 /* ---- waiting for one future ---- */
 
-/* Polls for a while, backing off, then yields: the task is often about to end. */
-static bool spin_until_done(ps_future_t *f, unsigned *state)
+/* The task is often about to end: poll a while before sleeping. */
+static const struct spin_policy wait_spin = { WAIT_SPINS, 1, MAX_BACKOFF, WAIT_YIELDS };
+
+struct done_poll {
+    ps_future_t *f;
+    unsigned state;             /* the last word read */
+};
+
+static bool polled_done(void *arg)
 {
-    unsigned pauses = 1;
-    for (int i = 0; i < WAIT_SPINS; i += (int)pauses) {
-        for (unsigned j = 0; j < pauses; j++)
-            cpu_relax();
-        if (pauses < MAX_BACKOFF)
-            pauses *= 2;
-        if (future_state_done(*state = load_acquire(&f->state)))
-            return true;
-    }
-    for (int i = 0; i < WAIT_YIELDS; i++) {
-        sched_yield();
-        if (future_state_done(*state = load_acquire(&f->state)))
-            return true;
-    }
-    return false;
+    struct done_poll *p = arg;
+    return future_state_done(p->state = load_acquire(&p->f->state));
 }
 
 /* Waits until f is done (0, *state is its final word) or d passes (ETIMEDOUT). */
@@ -410,7 +403,10 @@ static int wait_done(ps_future_t *f, const deadline_t *d, unsigned *state)
         goto done;
     if (!d->forever && deadline_passed(d))
         return ETIMEDOUT;
-    if (spin_until_done(f, &s))
+    struct done_poll poll = { f, s };
+    bool finished = spin_until_ready(&wait_spin, polled_done, &poll);
+    s = poll.state;
+    if (finished)
         goto done;
     for (;;) {
         if (!(s & FUT_SLEEPERS)) {
@@ -627,18 +623,17 @@ static bool any_done(ps_future_t *const *fs, size_t n)
     return false;
 }
 
+static bool waiter_notified(void *arg)
+{
+    return load_acquire(&((struct future_waiter *)arg)->word) == 1;
+}
+
 /* Sleeps until the record is notified or d passes. */
 static void waiter_sleep(struct future_waiter *w, const deadline_t *d)
 {
-    unsigned pauses = 1;
-    for (int i = 0; i < WAIT_SPINS; i += (int)pauses) {
-        for (unsigned j = 0; j < pauses; j++)
-            cpu_relax();
-        if (pauses < MAX_BACKOFF)
-            pauses *= 2;
-        if (load_acquire(&w->word) == 1)
-            return;
-    }
+    static const struct spin_policy spin = { WAIT_SPINS, 1, MAX_BACKOFF, 0 };
+    if (spin_until_ready(&spin, waiter_notified, w))
+        return;
     for (;;) {
         unsigned v = 0;
         if (!__atomic_compare_exchange_n(&w->word, &v, 2, false, __ATOMIC_ACQUIRE,

@@ -68,7 +68,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +122,7 @@ static void bump(unsigned *word)
  * Returns on a wake-up, a signal, a spurious wake or the deadline: the caller
  * re-checks. */
 static void sleep_unless(ps_queue_t *q, unsigned *word, unsigned *sleepers,
-                         bool (*ready)(ps_queue_t *), const deadline_t *d)
+                         bool (*ready)(void *), const deadline_t *d)
 {
     unsigned seen = load_acquire(word);
     __atomic_fetch_add(sleepers, 1, __ATOMIC_SEQ_CST);    /* before the re-check */
@@ -137,27 +136,22 @@ static void sleep_unless(ps_queue_t *q, unsigned *word, unsigned *sleepers,
  * several. The polls back off so as not to keep stealing the cache line the peer
  * writes; the yields then let a peer that shares our CPU run (more threads than
  * CPUs), where pausing would only burn the time it needs. */
-static void spin_until(ps_queue_t *q, bool (*ready)(ps_queue_t *))
+static void spin_until(ps_queue_t *q, bool (*ready)(void *))
 {
-    unsigned pauses = 1;
-    for (int i = 0; i < WAIT_SPINS && !ready(q); i += (int)pauses) {
-        for (unsigned j = 0; j < pauses; j++)
-            cpu_relax();
-        if (pauses < MAX_BACKOFF)
-            pauses *= 2;
-    }
-    for (int i = 0; i < WAIT_YIELDS && !ready(q); i++)
-        sched_yield();
+    static const struct spin_policy spin = { WAIT_SPINS, 1, MAX_BACKOFF, WAIT_YIELDS };
+    spin_until_ready(&spin, ready, q);
 }
 
-static bool can_get(ps_queue_t *q)
+static bool can_get(void *arg)
 {
+    ps_queue_t *q = arg;
     return load_sc(&q->_tail) != load_relaxed(&q->_head) ||
            load_relaxed(&q->_shutdown) != ALIVE;
 }
 
-static bool can_put(ps_queue_t *q)
+static bool can_put(void *arg)
 {
+    ps_queue_t *q = arg;
     size_t head = load_sc(&q->_head);           /* head first: never above tail */
     return load_relaxed(&q->_tail) - head < q->_maxsize ||
            load_relaxed(&q->_shutdown) != ALIVE;
@@ -166,8 +160,9 @@ static bool can_put(ps_queue_t *q)
 /* What a spinning putter waits for: room for a batch, not for one item, so
  * that putters and getters do not hand the lock to and fro once per item. A
  * putter that sleeps waits for one slot (can_put), as Python's does. */
-static bool can_put_batch(ps_queue_t *q)
+static bool can_put_batch(void *arg)
 {
+    ps_queue_t *q = arg;
     size_t head = load_acquire(&q->_head);
     size_t want = q->_maxsize / BATCH_DIV ? q->_maxsize / BATCH_DIV : 1;
     return load_relaxed(&q->_tail) - head + want <= q->_maxsize ||

@@ -60,7 +60,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -281,17 +280,23 @@ static void sleep_unless(ps_mpqueue_t *q, unsigned *word, struct ps__inside *sle
  * little slack lets messages arrive in batches (6 vs 4 M msgs/s of 64 bytes
  * here, for about 1 us more latency). The yields let a peer that shares our
  * CPU run. */
+struct ready_call {
+    ps_mpqueue_t *q;
+    ready_fn *ready;
+    uint64_t need;
+};
+
+static bool ready_now(void *arg)
+{
+    struct ready_call *c = arg;
+    return c->ready(c->q, c->need);
+}
+
 static void spin_until(ps_mpqueue_t *q, ready_fn *ready, uint64_t need)
 {
-    unsigned pauses = MIN_BACKOFF;
-    for (int i = 0; i < WAIT_SPINS && !ready(q, need); i += (int)pauses) {
-        for (unsigned j = 0; j < pauses; j++)
-            cpu_relax();
-        if (pauses < MAX_BACKOFF)
-            pauses *= 2;
-    }
-    for (int i = 0; i < WAIT_YIELDS && !ready(q, need); i++)
-        sched_yield();
+    static const struct spin_policy spin = { WAIT_SPINS, MIN_BACKOFF, MAX_BACKOFF, WAIT_YIELDS };
+    struct ready_call c = { q, ready, need };
+    spin_until_ready(&spin, ready_now, &c);
 }
 
 static bool can_get(ps_mpqueue_t *q, uint64_t need)
