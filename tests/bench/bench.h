@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -208,6 +210,25 @@ static inline _Noreturn __attribute__((format(printf, 2, 3))) void bench_wrong(c
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+/* fork() for a benchmark's worker process: in the child (0 returned) it dies with
+ * the parent (PITFALLS 3: checked after arming) and after watchdog_s seconds, so
+ * a broken run never leaves a process spinning. The parent gets the pid. */
+static inline pid_t bench_fork(unsigned watchdog_s)
+{
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(3);
+        alarm(watchdog_s);
+    }
+    return pid;
 }
 
 /* Runs cmd, returns its output in out (NUL-terminated) and its exit status. */

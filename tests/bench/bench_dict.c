@@ -25,7 +25,6 @@
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "bench.h"
@@ -146,17 +145,10 @@ static void check_sets(ps_dict_t *d, const ctl_t *c, int nproc)
 static double ps_phase(ps_dict_t *d, ctl_t *c, int nproc, int op)
 {
     const char *what = op == OP_SET ? "ps_dict set" : "ps_dict get";
-    pid_t pid[2], parent = getpid();
+    pid_t pid[2];
     memset(c, 0, sizeof *c);
-    fflush(NULL);
     for (int i = 0; i < nproc; i++) {
-        if ((pid[i] = fork()) < 0)
-            bench_fail("fork: %s", strerror(errno));
-        if (pid[i] == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the parent */
-            if (getppid() != parent)
-                _exit(3);
-            alarm(CHILD_WATCHDOG_S);
+        if ((pid[i] = bench_fork(CHILD_WATCHDOG_S)) == 0) {
             worker(d, op, c, i);
             _exit(0);
         }

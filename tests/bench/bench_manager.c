@@ -31,7 +31,6 @@
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdatomic.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "bench.h"
@@ -183,21 +182,11 @@ static _Noreturn __attribute__((format(printf, 2, 3))) void ctr_wrong(const char
 static double ctr_sample(const ctr_sys_t *s, int kind, ctr_ctl_t *c, double *share)
 {
     const char *what = ctr_names[kind];
-    pid_t pid[2], parent = getpid();
+    pid_t pid[2];
     memset(c, 0, sizeof *c);
     *s->counter = 0;
-    fflush(NULL);
     for (int i = 0; i < 2; i++) {
-        pid[i] = fork();
-        if (pid[i] < 0) {
-            perror("fork");
-            exit(2);
-        }
-        if (pid[i] == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the parent */
-            if (getppid() != parent)
-                _exit(3);
-            alarm(WATCHDOG_S);
+        if ((pid[i] = bench_fork(WATCHDOG_S)) == 0) {
             ctr_loop(s, kind, c, i);
             _exit(0);   /* none of the parent's atexit handlers */
         }

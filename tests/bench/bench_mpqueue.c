@@ -36,7 +36,6 @@
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -344,18 +343,10 @@ static double run_c(int sys, size_t size, size_t depth, uint64_t count)
     memset(k, 0, sizeof *k);
     chan_t c;
     chan_open(&c, sys, size, depth);
-    pid_t pid[2], parent = getpid();
-    fflush(NULL);
+    pid_t pid[2];
     for (int i = 0; i < 2; i++) {
-        if ((pid[i] = fork()) < 0)
-            bench_fail("fork: %s", strerror(errno));
-        if (pid[i] == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive the parent */
-            if (getppid() != parent)
-                _exit(3);
-            alarm(CHILD_WATCHDOG_S);
+        if ((pid[i] = bench_fork(CHILD_WATCHDOG_S)) == 0)
             _exit(i == 0 ? producer(&c, count, k) : consumer(&c, count, k));
-        }
     }
     for (int i = 0; i < 2; i++)     /* the children hold the ends they need */
         if (c.fd[i] >= 0) {

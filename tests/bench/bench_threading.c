@@ -21,7 +21,6 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 
 /* ---- parameters (total run time ~12 s); -DNAME=value overrides for experiments ---- */
@@ -286,21 +285,9 @@ static double ctr_threads(ctr_t *c, int kind, double *share)
 static double ctr_processes(ctr_t *c, int kind, double *share)
 {
     pid_t pid[2];
-    pid_t parent = getpid();
     ctr_prepare(c, kind, true);
-    fflush(NULL);
     for (int i = 0; i < 2; i++) {
-        pid[i] = fork();
-        if (pid[i] < 0) {
-            perror("fork");
-            exit(2);
-        }
-        if (pid[i] == 0) {
-            /* never outlive a parent that died (it would leave us spinning) */
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != parent)
-                _exit(3);
-            alarm(WATCHDOG_S);
+        if ((pid[i] = bench_fork(WATCHDOG_S)) == 0) {
             ctr_loop(c, kind, i);
             _exit(0);  /* no atexit handlers of the parent's library state */
         }
