@@ -117,7 +117,6 @@ struct thread_executor {
     /* Cold. */
     struct future_pool *pool;
     pthread_mutex_t join_mutex; /* one joiner at a time */
-    unsigned refs;
     unsigned id;                /* for its threads' names */
     pid_t pid;                  /* the process whose threads these are */
     unsigned generation;        /* executor_generation() when made */
@@ -250,13 +249,13 @@ static void registry_at_exit(void)
             ex = ex->reg_next;
         if (ex) {
             ex->exit_seen = true;
-            ex->ops->ref(ex);
+            executor_ref(ex);
         }
         pthread_mutex_unlock(&registry.mutex);
         if (!ex)
             return;
         ex->ops->shutdown(ex, true, false);
-        ex->ops->unref(ex);
+        executor_unref(ex);
     }
 }
 
@@ -300,7 +299,6 @@ unsigned executor_generation(void)
 }
 
 static int thread_shutdown(struct thread_executor *ex, bool wait, bool cancel_futures);
-static void executor_unref(struct thread_executor *ex);
 
 /* An executor made before a fork is the parent's: its threads do not exist
  * here, and a thread of the parent may have held its locks at the fork. A child
@@ -451,7 +449,7 @@ static void *worker_main(void *arg)
     w->scratch = NULL;
     current_worker = NULL;
     if (orphan) {
-        executor_unref(ex);
+        executor_unref(&ex->base);
         free(w);
     }
     return NULL;
@@ -658,10 +656,15 @@ static void executor_destroy(struct thread_executor *ex)
     free(ex);
 }
 
-static void executor_unref(struct thread_executor *ex)
+void executor_ref(ps_executor_t *ex)
+{
+    __atomic_add_fetch(&ex->refs, 1, __ATOMIC_RELAXED);
+}
+
+void executor_unref(ps_executor_t *ex)
 {
     if (__atomic_sub_fetch(&ex->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        executor_destroy(ex);
+        ex->ops->destroy(ex);
 }
 
 static void thread_free(struct thread_executor *ex)
@@ -686,7 +689,7 @@ static void thread_free(struct thread_executor *ex)
         qunlock(ex);
         pthread_detach(pthread_self());
     } else {
-        executor_unref(ex);
+        executor_unref(&ex->base);
     }
     errno = saved;
 }
@@ -708,7 +711,7 @@ static struct thread_executor *thread_new(unsigned max_workers)
     ex->base.ops = &thread_ops;
     ex->phead = ex->ctail = &ex->stub;
     ex->max_workers = max_workers;
-    ex->refs = 1;
+    ex->base.refs = 1;
     ex->pid = getpid();
     static unsigned next_id;
     ex->id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
@@ -761,14 +764,9 @@ static void op_free(ps_executor_t *ex)
     thread_free((struct thread_executor *)ex);
 }
 
-static void op_ref(ps_executor_t *ex)
+static void op_destroy(ps_executor_t *ex)
 {
-    __atomic_add_fetch(&((struct thread_executor *)ex)->refs, 1, __ATOMIC_RELAXED);
-}
-
-static void op_unref(ps_executor_t *ex)
-{
-    executor_unref((struct thread_executor *)ex);
+    executor_destroy((struct thread_executor *)ex);
 }
 
 static const struct executor_ops thread_ops = {
@@ -776,8 +774,7 @@ static const struct executor_ops thread_ops = {
     .submit_bytes = op_submit_bytes,
     .shutdown = op_shutdown,
     .free = op_free,
-    .ref = op_ref,
-    .unref = op_unref,
+    .destroy = op_destroy,
 };
 
 /* ---- the public calls ---- */

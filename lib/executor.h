@@ -28,22 +28,27 @@ struct executor_ops {
     ps_future_t *(*submit_bytes)(ps_executor_t *ex, future_bytes_fn fn, const void *in,
                                  size_t inlen);
     int (*shutdown)(ps_executor_t *ex, bool wait, bool cancel_futures);
-    void (*free)(ps_executor_t *ex);         /* shutdown(ex, true, false), then free */
-    void (*ref)(ps_executor_t *ex);          /* keeps it allocated across a shutdown */
-    void (*unref)(ps_executor_t *ex);
+    void (*free)(ps_executor_t *ex);         /* shutdown(ex, true, false), then unref */
+    void (*destroy)(ps_executor_t *ex);      /* the last reference went: release it all */
 };
 
 /* The first member of every executor: what the public calls dispatch on. */
 struct ps_executor {
     const struct executor_ops *ops;
+    unsigned refs;                           /* the caller's handle (1 at create) + borrowers */
     ps_executor_t *reg_next;                 /* the at-exit registry */
     bool exit_seen;                          /* the at-exit hook has shut it down */
 };
 
+/* Keeps ex allocated (across a shutdown, a worker that outlives free...); the last
+ * executor_unref calls ops->destroy. */
+void executor_ref(ps_executor_t *ex);
+void executor_unref(ps_executor_t *ex);
+
 /* The at-exit registry of this process's executors (Python's _python_exit): at
  * exit executor_exiting() turns true (submits must then fail with ESHUTDOWN)
  * and each registered executor is shut down with wait, under a reference
- * (ops->ref, ops->unref), so its queued work finishes. A forked child starts
+ * (executor_ref), so its queued work finishes. A forked child starts
  * with an empty registry and a new executor_generation(). */
 void executor_register(ps_executor_t *ex);
 void executor_unregister(ps_executor_t *ex);      /* before the executor goes */

@@ -152,7 +152,6 @@ struct proc_executor {
     pthread_mutex_t join_mutex;
     bool joined;
     bool orphan;                /* freed from its own collector (a callback) */
-    unsigned refs;
     unsigned started;           /* futex word: collector made its first workers */
     uint64_t fork_retry_ns;     /* collector: no fork before (one failed) */
     int start_err;
@@ -161,7 +160,6 @@ struct proc_executor {
 static const struct executor_ops proc_ops;
 
 static int proc_shutdown(struct proc_executor *ex, bool wait, bool cancel_futures);
-static void proc_unref(struct proc_executor *ex);
 
 /* Made by another process (this one was forked after): not ours to use. */
 static bool foreign(const struct proc_executor *ex)
@@ -564,7 +562,7 @@ static void *collector_main(void *arg)
     bool orphan = load_acquire(&ex->orphan);
     if (orphan) {
         pthread_detach(pthread_self());
-        proc_unref(ex);
+        executor_unref(&ex->base);
     }
     return NULL;
 }
@@ -591,12 +589,6 @@ static void proc_destroy(struct proc_executor *ex)
     free(ex);
 }
 
-static void proc_unref(struct proc_executor *ex)
-{
-    if (__atomic_sub_fetch(&ex->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        proc_destroy(ex);
-}
-
 static ps_executor_t *proc_create(unsigned max_workers, int flags)
 {
     (void)flags;
@@ -609,7 +601,7 @@ static ps_executor_t *proc_create(unsigned max_workers, int flags)
     ex->base.ops = &proc_ops;
     ex->n = max_workers;
     ex->efd = -1;
-    ex->refs = 1;
+    ex->base.refs = 1;
     ex->generation = executor_generation();
     pthread_mutex_init(&ex->mutex, NULL);
     pthread_mutex_init(&ex->join_mutex, NULL);
@@ -762,19 +754,14 @@ static void op_free(ps_executor_t *base)
         store_release(&ex->orphan, true);
     } else {
         proc_shutdown(ex, true, false);
-        proc_unref(ex);
+        executor_unref(&ex->base);
     }
     errno = saved;
 }
 
-static void op_ref(ps_executor_t *ex)
+static void op_destroy(ps_executor_t *ex)
 {
-    __atomic_add_fetch(&((struct proc_executor *)ex)->refs, 1, __ATOMIC_RELAXED);
-}
-
-static void op_unref(ps_executor_t *ex)
-{
-    proc_unref((struct proc_executor *)ex);
+    proc_destroy((struct proc_executor *)ex);
 }
 
 static const struct executor_ops proc_ops = {
@@ -782,8 +769,7 @@ static const struct executor_ops proc_ops = {
     .submit_bytes = proc_submit_bytes,
     .shutdown = op_shutdown,
     .free = op_free,
-    .ref = op_ref,
-    .unref = op_unref,
+    .destroy = op_destroy,
 };
 
 __attribute__((constructor)) static void proc_register(void)
